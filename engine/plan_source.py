@@ -1,0 +1,54 @@
+"""What the executor asks at every iteration start: which schedule, which p2p path, which
+injected delays. Pure data + a Protocol, no torch.
+
+The engine core ships the healthy implementation; the fault-aware one (trace / control plane,
+the five methods' behaviour, PipeMorph's re-planning, detection) implements the same Protocol.
+Every rank calls ``plan`` at the same iteration start and must get the same answer:
+implementations agree through a collective on the main process group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.planner.costs import StageCosts
+from engine.planner.ir import Schedule
+
+
+@dataclass(frozen=True)
+class IterationPlan:
+    """Everything that may change between iterations."""
+
+    iteration: int
+    schedule: Schedule
+    offload: bool  # p2p through the delegate workers this iteration
+    link_delays_s: tuple[float, ...]  # injected delay per link (len S-1); 0 healthy, inf crashed
+    fault: dict[str, Any] = field(default_factory=dict)  # for the op log header
+    planned_costs: StageCosts | None = None  # costs the planner used, for the op log header
+
+
+@dataclass(frozen=True)
+class LinkObservation:
+    """One received message: which link, when the sender handed it over, when it arrived
+    (both ms on the shared clock of the iteration)."""
+
+    iteration: int
+    link: int  # link i joins stage i and i+1
+    direction: str  # "F" (i -> i+1) or "B" (i+1 -> i)
+    mb: int
+    sent_ms: float
+    arrived_ms: float
+
+
+class PlanSource(Protocol):
+    """Decides each iteration's plan on every rank, identically."""
+
+    def plan(self, iteration: int, profiled: StageCosts | None) -> IterationPlan:
+        """Called by every rank at the start of ``iteration`` (after the clock barrier).
+        ``profiled`` is the agreed per-stage median costs so far (None before any)."""
+        ...
+
+    def observe(self, observations: list[LinkObservation]) -> None:
+        """This rank's received-message timings of the iteration that just ended."""
+        ...

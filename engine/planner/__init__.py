@@ -1,0 +1,1 @@
+"""Planning: schedule IR, generators, event-driven simulator, adaptation rule, ILP. No torch."""
