@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.methods import Method
 from engine.planner.costs import StageCosts
 from engine.planner.ir import Schedule
 
@@ -52,3 +53,23 @@ class PlanSource(Protocol):
     def observe(self, observations: list[LinkObservation]) -> None:
         """This rank's received-message timings of the iteration that just ended."""
         ...
+
+    def finish(self, error: str | None) -> None:
+        """End of the run on this rank: ``error`` is None on success, else a one-line reason
+        (e.g. a link-down error) to publish to the control plane."""
+        ...
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What a plan source needs to know about the run (built by ``engine.train``)."""
+
+    method: Method
+    num_stages: int
+    num_microbatches: int
+    rank: int
+    delegates: int  # pool size per direction the engine created (0 = p2p inline only)
+    trace_path: str | None = None
+    control_url: str | None = None  # redis://HOST:PORT ; password from the environment
+    run_id: str = "local"
+    detect: bool = False

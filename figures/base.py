@@ -1,0 +1,55 @@
+"""What every figure module provides (``FIGURE`` at module level) and what plotting returns.
+
+Simulated figures compute their numbers (``compute``) into ``results/<fig>/``; measured figures
+declare cells that pmctl's orchestration runs into ``results/<fig>/<method>/<links>/<delay>/``.
+Both plot from the results folder. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from figures.cells import Cell
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass
+class FigureReport:
+    """What ``plot`` produced: files written, rows for the terminal table, JSON cells."""
+
+    figure: str
+    files: list[Path]
+    columns: list[str]
+    rows: list[list[Any]]
+    cells: list[dict[str, Any]] = field(default_factory=list)  # the `pmctl plot --json` cells
+    missing: list[str] = field(default_factory=list)  # cells drawn as missing, with reasons
+    notes: list[str] = field(default_factory=list)
+
+
+class Figure(Protocol):
+    """One paper figure."""
+
+    name: str  # "fig15"
+    title: str
+    kind: Literal["simulated", "measured"]
+
+    def cells(self, quick: bool) -> list[Cell]:
+        """Measured figures: the cells to run (cells may belong to another figure, e.g.
+        fig15's 0 ms point is fig20's). Simulated figures: []."""
+        ...
+
+    def estimate_seconds(self, quick: bool) -> float:
+        """Rough wall time of ``pmctl run`` for this figure on the embedded default."""
+        ...
+
+    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
+        """Simulated figures: compute the numbers into ``fig_dir`` (measured: nothing)."""
+        ...
+
+    def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
+        """Draw ``results_root/<fig>/<fig>.png|.pdf`` and ``<fig>.json`` from the results."""
+        ...
