@@ -27,6 +27,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
         ("engine.planner.errors", "PlanningError"),
         ("injector.trace", "TraceError"),
         ("injector.control", "ControlPlaneError"),
+        ("figures.registry", "UnknownFigureError"),
     ):
         try:
             module = __import__(mod, fromlist=[name])

@@ -1,0 +1,94 @@
+"""The shared contracts: CLI start-up, method ids, cell naming, op-log iteration times."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from engine.methods import METHODS, UnknownMethodError, resolve_method
+from engine.oplog import OpLogWriter, iteration_times_ms, read_records, summarize
+from engine.planner.ir import Op, OpKind, Schedule, ScheduleParseError
+from figures.cells import Cell
+
+
+def test_cli_imports_no_torch():
+    code = (
+        "import sys, pmctl.cli; "
+        "heavy = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_help_exits_zero():
+    out = subprocess.run([sys.executable, "-m", "pmctl", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "pmctl" in out.stdout
+
+
+def test_unknown_command_exits_two():
+    out = subprocess.run([sys.executable, "-m", "pmctl", "no-such-command"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [("ZB-CPU-ReSchedule", "pipemorph"), ("zb-cpu", "pipemorph-cpu"), ("ALL-CPU", "all-cpu"),
+     ("1F1B", "1f1b"), ("PipeMorph", "pipemorph"), ("zb", "zb")],
+)
+def test_artifact_aliases(name, expected):
+    assert resolve_method(name).id == expected
+
+
+def test_unknown_method_names_choices():
+    with pytest.raises(UnknownMethodError, match="pipemorph-cpu"):
+        resolve_method("fast")
+    assert set(METHODS) == {"1f1b", "zb", "pipemorph-cpu", "pipemorph", "all-cpu"}
+
+
+def test_schedule_text_round_trip():
+    text = "F0 F1 B0 W0 F2 B1 W1 B2 W2\nF0 B0 F1 B1 F2 B2 W0 W1 W2"
+    sched = Schedule.from_text(text)
+    assert sched.num_microbatches == 3
+    assert sched.to_text() == text
+    assert sched.warmup() == [2, 1]
+    assert sched.split_backward
+    assert Schedule.from_lists(sched.to_lists()) == sched
+    assert str(Op(OpKind.BW, 11)) == "BW11" and Op.parse("BW11") == Op(OpKind.BW, 11)
+    with pytest.raises(ScheduleParseError, match="X3"):
+        Op.parse("X3")
+
+
+def test_cell_paths_and_trace():
+    cell = Cell("fig17", "pipemorph", ((0, 1), (2, 3)), 0.06, fault_at=7)
+    assert str(cell.rel_dir) == "pipemorph/0_1,2_3/0.06"
+    assert cell.trace_text() == "7;0_1,2_3;0.06\n"
+    healthy = Cell("fig20", "zb")
+    assert str(healthy.rel_dir) == "zb/none/0" and healthy.trace_text() == ""
+    crash = Cell("x", "pipemorph", ((1, 2),), math.inf)
+    assert crash.to_json()["delay_s"] == "inf" and str(crash.rel_dir).endswith("/inf")
+    json.dumps(cell.to_json())
+
+
+def test_oplog_iteration_time_is_max_over_stages(tmp_path):
+    for stage, ends in ((0, [10.0, 40.0]), (1, [25.0, 55.5])):
+        w = OpLogWriter(tmp_path / f"stage{stage}.jsonl", stage)
+        for it in range(3):
+            w.iteration(it, schedule=[], fault={}, costs=None)
+            for k, end in enumerate(ends):
+                w.op(it, "F", k, end - 5, end + it, "inline")
+        w.close()
+    # a torn last line (a crash mid-write) is skipped, not fatal
+    with (tmp_path / "stage1.jsonl").open("a") as fh:
+        fh.write('{"kind": "op", "iter": 9')
+    times = iteration_times_ms(read_records(tmp_path))
+    assert times == {0: 55.5, 1: 56.5, 2: 57.5}
+    stats = summarize(times, last=2)
+    assert stats.iterations_used == [1, 2]
+    assert stats.mean_ms == pytest.approx(57.0)
