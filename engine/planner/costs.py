@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from engine.planner.errors import PlanningError
+from engine.planner.links import parse_number
 
 
 @dataclass(frozen=True)
@@ -24,3 +28,40 @@ class StageCosts:
 
     def to_json(self) -> dict[str, list[float]]:
         return {"tf": list(self.tf), "tb": list(self.tb), "tw": list(self.tw)}
+
+    def check(self, num_stages: int | None = None) -> None:
+        """Raises ``PlanningError`` unless every cost is finite and > 0, one per stage."""
+        expected = self.num_stages if num_stages is None else num_stages
+        for name, values in (("tf", self.tf), ("tb", self.tb), ("tw", self.tw)):
+            if len(values) != expected:
+                raise PlanningError(
+                    f"{name}: got {len(values)} values for {expected} stages (give one per stage)"
+                )
+            for s, v in enumerate(values):
+                if not (v > 0 and math.isfinite(v)):
+                    raise PlanningError(f"{name} of stage {s}: {v!r} must be finite and > 0")
+
+
+def parse_stage_values(text: str, num_stages: int, what: str) -> tuple[float, ...]:
+    """``"10"`` -> the value on every stage; ``"10,12,9,11"`` -> one value per stage."""
+    parts = [p.strip() for p in text.split(",")]
+    values = tuple(parse_number(p, what) for p in parts)
+    if len(values) == 1:
+        return values * num_stages
+    if len(values) != num_stages:
+        raise PlanningError(
+            f"{what}: got {len(values)} values for {num_stages} stages "
+            "(give one number, or one per stage separated by commas)"
+        )
+    return values
+
+
+def parse_costs(tf: str, tb: str, tw: str, num_stages: int) -> StageCosts:
+    """Costs from the CLI's ``--tf/--tb/--tw`` texts, checked (> 0, one per stage)."""
+    costs = StageCosts(
+        parse_stage_values(tf, num_stages, "--tf"),
+        parse_stage_values(tb, num_stages, "--tb"),
+        parse_stage_values(tw, num_stages, "--tw"),
+    )
+    costs.check(num_stages)
+    return costs

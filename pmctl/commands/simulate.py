@@ -1,0 +1,128 @@
+"""``pmctl simulate``: plan a schedule, replay it under slow links, show the result.
+
+Thin: parses options, calls ``engine.planner.scenario.run_scenario``, prints. No torch; no
+matplotlib unless ``--plot``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from engine.planner.costs import parse_costs
+from engine.planner.links import parse_link_delays
+from engine.planner.scenario import SCHEDULES, Outcome, Scenario, run_scenario
+from pmctl.app import app
+from pmctl.errors import UserError
+
+
+@app.command()
+def simulate(
+    stages: Annotated[int, typer.Option("--stages", "-s", help="Pipeline stages S.")] = 4,
+    microbatches: Annotated[
+        int, typer.Option("--microbatches", "-n", help="Micro-batches N.")
+    ] = 12,
+    tf: Annotated[str, typer.Option(help="F cost: one number, or S numbers a,b,...")] = "10",
+    tb: Annotated[str, typer.Option(help="B cost (input gradient), same form.")] = "10",
+    tw: Annotated[str, typer.Option(help="W cost (weight gradient), same form.")] = "10",
+    schedule: Annotated[str, typer.Option(help=f"Schedule: {', '.join(SCHEDULES)}.")] = "zb",
+    delay: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Actual delay on a link, a_b=MS (b = a+1); repeatable."),
+    ] = None,
+    plan_delay: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Delay the schedule is planned for, a_b=MS; repeatable. Default: none for zb "
+            "and 1f1b, the --delay values for greedy, pipemorph, pipemorph+ and ilp."
+        ),
+    ] = None,
+    time_limit: Annotated[float, typer.Option(help="ILP time limit in seconds.")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Also draw the timeline to this PNG.")
+    ] = None,
+) -> None:
+    """Plan a schedule and replay it under per-link delays (PAPER.md 2-3): iteration time,
+    bubble rate, warm-up, Delta, peak activations and a timeline. pipemorph+ is the improved
+    heuristic (PipeMorph's policy with a searched warm-up, never slower than pipemorph, greedy
+    or the healthy ZB plan under the plan delays).
+    """
+    if stages < 1:
+        raise UserError(f"--stages {stages}: need at least 1 stage")
+    if microbatches < 1:
+        raise UserError(f"--microbatches {microbatches}: need at least 1 micro-batch")
+    scenario = Scenario(
+        schedule=schedule,
+        num_stages=stages,
+        num_microbatches=microbatches,
+        costs=parse_costs(tf, tb, tw, stages),
+        delays=parse_link_delays(delay or [], stages),
+        plan_delays=None if plan_delay is None else parse_link_delays(plan_delay, stages),
+        time_limit_s=time_limit,
+    )
+    outcome = run_scenario(scenario)
+    if plot is not None:
+        from engine.planner.timeline_plot import plot_timeline
+
+        plot_timeline(outcome.result, plot, title=schedule)
+    if as_json:
+        sys.stdout.write(json.dumps(outcome.to_json()) + "\n")
+        return
+    _print_human(outcome, scenario, plot)
+
+
+def _print_human(outcome: Outcome, sc: Scenario, plot: Path | None) -> None:
+    from engine.planner.timeline_text import STYLES, timeline_rows
+
+    console = Console()
+    err = Console(stderr=True)
+    r = outcome.result
+    S = sc.num_stages
+    summary = Table(title=f"{sc.schedule}: S={S}, N={sc.num_microbatches}", show_header=False)
+    summary.add_row("iteration time", f"{r.iteration_time:g}")
+    summary.add_row("bubble rate", f"{r.bubble_rate:.1%}")
+    summary.add_row("delays (actual)", _links(sc.delays))
+    summary.add_row("delays (planned for)", _links(outcome.plan_delays))
+    if outcome.ilp is not None:
+        summary.add_row("ILP proven optimal", "yes" if outcome.ilp["proven_optimal"] else "no")
+        summary.add_row("ILP lower bound", f"{outcome.ilp['lower_bound']:g}")
+        summary.add_row("ILP solve time", f"{outcome.ilp['solve_seconds']:.2f} s")
+    console.print(summary)
+    per_stage = Table("stage", "tF/tB/tW", "warm-up", "Delta (to next)", "peak activations")
+    for s in range(S):
+        c = sc.costs
+        per_stage.add_row(
+            str(s),
+            f"{c.tf[s]:g}/{c.tb[s]:g}/{c.tw[s]:g}",
+            str(r.warmup[s]),
+            str(r.delta[s]) if s < S - 1 else "-",
+            str(r.peak_activations[s]),
+        )
+    console.print(per_stage)
+    width = max(20, min(160, console.width - 10))
+    step = r.iteration_time / width
+    console.print(Text(f"timeline 0 .. {r.iteration_time:g} (one column = {step:.3g})"))
+    for s, row in enumerate(timeline_rows(r.ops, S, r.iteration_time, width)):
+        line = Text(f"stage {s:>2} ")
+        for ch in row:
+            line.append(ch, style=STYLES[ch.upper() if ch != "." else "."])
+        console.print(line, no_wrap=True, overflow="crop")
+    legend = "F/B/W (X = BW): upper case even micro-batch, lower case odd; . idle"
+    console.print(Text(legend, style="dim"))
+    if plot is not None:
+        console.print(f"timeline plot: {plot}")
+    for note in outcome.warnings:
+        err.print(f"[yellow]warning:[/yellow] {note}")
+
+
+def _links(delays: tuple[float, ...]) -> str:
+    named = [f"{i}_{i + 1}={c:g}" for i, c in enumerate(delays) if c]
+    return ", ".join(named) if named else "healthy"
