@@ -1,0 +1,62 @@
+"""Fig 16: iteration time bars, first (0-1) vs last (2-3) link slow, 60 vs 120 ms, 4 methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from figures.base import FigureReport, Progress
+from figures.cells import Cell, links_key
+from figures.measured import estimate_seconds, make_cell
+from figures.style import grouped_bars, legend, pyplot, save
+from figures.table import build_report, gather
+
+METHODS = ("1f1b", "zb", "pipemorph-cpu", "pipemorph")
+LINK_SETS = (((0, 1),), ((2, 3),))
+DELAYS = (0.06, 0.12)
+
+
+def group_name(links: tuple[tuple[int, int], ...], delay_s: float) -> str:
+    """``link 2-3, 60 ms``."""
+    return f"link {links_key(links).replace('_', '-')}, {delay_s * 1000:g} ms"
+
+
+class Fig16:
+    name = "fig16"
+    title = "First vs last link slow"
+    kind = "measured"
+
+    def cells(self, quick: bool) -> list[Cell]:
+        # Quick keeps both delays (the figure's point) and shortens the runs instead.
+        return [
+            make_cell(self.name, m, links, d, quick)
+            for links in LINK_SETS
+            for d in DELAYS
+            for m in METHODS
+        ]
+
+    def estimate_seconds(self, quick: bool) -> float:
+        return estimate_seconds(self.cells(quick))
+
+    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
+        return None
+
+    def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
+        data = gather(self.cells(False), self.cells(True), results_root, reference)
+        groups = [group_name(links, d) for links in LINK_SETS for d in DELAYS]
+        values, ref = {}, {}
+        for c in data.comparisons:
+            key = (group_name(c.result.cell.links, c.result.cell.delay_s), c.result.cell.method)
+            values[key] = (c.result.iteration_time_s, c.result.std_s)
+            ref[key] = data.scaled_reference(c)
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+        grouped_bars(ax, groups, list(METHODS), values, ref)
+        ax.set_ylabel("iteration time (s)")
+        ax.set_title(f"{self.title} ({data.tf_text})", fontsize=9)
+        legend(ax, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+        out_dir = results_root / self.name
+        files = save(fig, out_dir, self.name)
+        return build_report(self.name, out_dir, files, data.comparisons, data.notes())
+
+
+FIGURE = Fig16()

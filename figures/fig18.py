@@ -1,0 +1,73 @@
+"""Fig 18 (the artifact ran it but drew no plot): 20/40/60 ms on link 2-3, 4 methods;
+iteration time and measured bubble rate per method.
+
+Its cells are fig15's (same link, delays and methods), so running fig15 also fills fig18.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from figures.base import FigureReport, Progress
+from figures.cells import Cell
+from figures.measured import estimate_seconds, make_cell
+from figures.style import grouped_bars, legend, pyplot, save
+from figures.table import build_report, gather
+
+METHODS = ("1f1b", "zb", "pipemorph-cpu", "pipemorph")
+LINKS = ((2, 3),)
+DELAYS = (0.02, 0.04, 0.06)
+QUICK_DELAYS = (0.06,)
+CELLS_FIGURE = "fig15"
+
+
+def group_name(delay_s: float) -> str:
+    return f"{delay_s * 1000:g} ms"
+
+
+class Fig18:
+    name = "fig18"
+    title = "Iteration time and bubble rate, link 2-3"
+    kind = "measured"
+
+    def cells(self, quick: bool) -> list[Cell]:
+        ds = QUICK_DELAYS if quick else DELAYS
+        return [make_cell(CELLS_FIGURE, m, LINKS, d, quick) for d in ds for m in METHODS]
+
+    def estimate_seconds(self, quick: bool) -> float:
+        return estimate_seconds(self.cells(quick))
+
+    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
+        return None
+
+    def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
+        data = gather(self.cells(False), self.cells(True), results_root, reference)
+        groups = sorted({c.result.cell.delay_s for c in data.comparisons})
+        times, bubbles, ref = {}, {}, {}
+        for c in data.comparisons:
+            key = (group_name(c.result.cell.delay_s), c.result.cell.method)
+            times[key] = (c.result.iteration_time_s, c.result.std_s)
+            bubbles[key] = (c.result.bubble_rate * 100, math.nan)
+            ref[key] = data.scaled_reference(c)
+        names = [group_name(d) for d in groups]
+        plt = pyplot()
+        fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(8.0, 3.4))
+        grouped_bars(ax_t, names, list(METHODS), times, ref)
+        ax_t.set_ylabel("iteration time (s)")
+        ax_t.set_xlabel(f"delay on link 2-3 ({data.tf_text})")
+        legend(ax_t, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+        grouped_bars(ax_b, names, list(METHODS), bubbles)
+        ax_b.set_ylabel("bubble rate (%)")
+        ax_b.set_xlabel("delay on link 2-3")
+        fig.suptitle(self.title, fontsize=9)
+        out_dir = results_root / self.name
+        files = save(fig, out_dir, self.name)
+        notes = [
+            *data.notes(),
+            "bubble rate = 1 - busy compute time / (stages x iteration time), last 5 iterations",
+        ]
+        return build_report(self.name, out_dir, files, data.comparisons, notes)
+
+
+FIGURE = Fig18()

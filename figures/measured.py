@@ -1,0 +1,184 @@
+"""Reading a figure's measured cells back from the results store.
+
+A cell lives in ``<results>/<cell.figure>/<cell.rel_dir>/`` with ``stage<s>.jsonl`` op logs
+(``engine.oplog``) and ``cell.json`` (``{"status": "done"|"failed"|"interrupted", ...}``).
+Iteration time is PAPER.md section 5's: per iteration the max over stages of the last op end
+on the shared clock, then mean and standard deviation of the last 5 iterations. Pure reading.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.oplog import COMPUTE_OPS, iteration_times_ms, read_records, summarize
+from figures.cells import Cell, delay_key, links_key
+
+LAST_ITERATIONS = 5
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One cell's numbers, or why it has none (status other than ``done``)."""
+
+    cell: Cell
+    status: str  # "done" | "failed" | "interrupted" | "missing" | "no-data"
+    iteration_time_s: float  # nan when not measured
+    std_s: float
+    bubble_rate: float  # mean over the same iterations; nan when not measured
+    forward_ms: float  # median measured F duration; nan when none
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done" and math.isfinite(self.iteration_time_s)
+
+    def key(self) -> str:
+        """``zb 2_3 0.06``: how a cell is named in tables and missing-cell lists."""
+        return f"{self.cell.method} {links_key(self.cell.links)} {delay_key(self.cell.delay_s)}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``pmctl plot --json`` cell."""
+        return {
+            "method": self.cell.method,
+            "links": links_key(self.cell.links),
+            "delay_s": self.cell.delay_s,
+            "iteration_time_s": _num(self.iteration_time_s),
+            "std_s": _num(self.std_s),
+            "status": self.status,
+        }
+
+
+def _num(x: float) -> float | None:
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def cell_dir(results_root: Path, cell: Cell) -> Path:
+    """Where the orchestration writes ``cell`` (the same rule as ``pmctl.results.cell_dir``;
+    figures never import pmctl)."""
+    return Path(results_root) / cell.figure / str(cell.rel_dir)
+
+
+def read_status(path: Path) -> tuple[str, str]:
+    """(status, reason) from a cell folder's ``cell.json``; ("missing", ...) without one."""
+    meta = path / "cell.json"
+    if not meta.is_file():
+        return "missing", "not run" if not path.exists() else "no cell.json"
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return "missing", f"unreadable cell.json ({exc.__class__.__name__})"
+    status = str(data.get("status", "missing"))
+    reason = str(data.get("error") or data.get("reason") or "")
+    return status, reason
+
+
+def forward_ms(records: list[dict[str, Any]]) -> float:
+    """Median duration of the measured forwards (ms); nan when there are none."""
+    durs = [r["end_ms"] - r["start_ms"] for r in records if r.get("kind") == "op" and r.get("op") == "F"]
+    return statistics.median(durs) if durs else math.nan
+
+
+def bubble_rates(records: list[dict[str, Any]], times_ms: dict[int, float]) -> dict[int, float]:
+    """Per iteration: 1 - (busy compute time of all stages) / (stages x iteration time)."""
+    busy: dict[int, float] = {}
+    stages: set[int] = set()
+    for r in records:
+        if r.get("kind") == "op" and r.get("op") in COMPUTE_OPS:
+            busy[int(r["iter"])] = busy.get(int(r["iter"]), 0.0) + r["end_ms"] - r["start_ms"]
+            stages.add(int(r["stage"]))
+    return {
+        it: 1.0 - busy.get(it, 0.0) / (len(stages) * t)
+        for it, t in times_ms.items()
+        if t > 0 and stages
+    }
+
+
+def read_cell(results_root: Path, cell: Cell) -> CellResult:
+    """The cell's numbers from its op logs, with its status from ``cell.json``."""
+    path = cell_dir(results_root, cell)
+    status, reason = read_status(path)
+    nan = math.nan
+    if status != "done":
+        return CellResult(cell, status, nan, nan, nan, nan, reason)
+    records = read_records(path)
+    times = iteration_times_ms(records)
+    if not times:
+        return CellResult(cell, "no-data", nan, nan, nan, nan, "cell.json says done but no op records")
+    stats = summarize(times, LAST_ITERATIONS)
+    bubbles = bubble_rates(records, times)
+    used = [bubbles[i] for i in stats.iterations_used if i in bubbles]
+    return CellResult(
+        cell,
+        "done",
+        stats.mean_ms / 1000.0,
+        stats.std_ms / 1000.0,
+        statistics.fmean(used) if used else nan,
+        forward_ms(records),
+    )
+
+
+def read_cells(results_root: Path, cells: list[Cell]) -> list[CellResult]:
+    """``read_cell`` for each cell, in order."""
+    return [read_cell(results_root, c) for c in cells]
+
+
+def measured_forward_ms(results: list[CellResult]) -> float:
+    """The median of the cells' median forward times: the figure's stated tF (ms)."""
+    vals = [r.forward_ms for r in results if math.isfinite(r.forward_ms)]
+    return statistics.median(vals) if vals else math.nan
+
+
+# The artifact's run shape (15 iterations, fault at 0-based iteration 7) and the quick one.
+FULL_ITERATIONS, FULL_FAULT_AT = 15, 7
+QUICK_ITERATIONS, QUICK_FAULT_AT = 10, 4
+# Rough wall time on the embedded default: process start-up + gloo rendezvous per cell, and
+# an A10-like healthy iteration (the cpu-small preset is sized to the A10's op times).
+_CELL_STARTUP_S = 20.0
+_HEALTHY_ITERATION_S = 1.4
+
+
+def make_cell(
+    figure: str, method: str, links: tuple[tuple[int, int], ...], delay_s: float, quick: bool
+) -> Cell:
+    """A cell with the figure defaults (12 micro-batches, cpu-small, full or quick run shape)."""
+    return Cell(
+        figure=figure,
+        method=method,
+        links=links,
+        delay_s=delay_s,
+        fault_at=QUICK_FAULT_AT if quick else FULL_FAULT_AT,
+        iterations=QUICK_ITERATIONS if quick else FULL_ITERATIONS,
+    )
+
+
+def zb_nofault_cell(quick: bool = False) -> Cell:
+    """fig20's healthy ZB cell: the denominator of every "vs ZB no-fault" ratio."""
+    return make_cell("fig20", "zb", (), 0.0, quick)
+
+
+def estimate_seconds(cells: list[Cell]) -> float:
+    """Rough ``pmctl run`` wall time for ``cells``: the non-adapting methods pay about the
+    delay per micro-batch once the fault is on, the offloading ones a fraction of it."""
+    total = 0.0
+    for c in cells:
+        faulty = 0 if c.healthy else c.iterations - c.fault_at
+        per_mb = c.delay_s if c.method in ("zb", "1f1b") else c.delay_s / 4
+        total += _CELL_STARTUP_S + c.iterations * _HEALTHY_ITERATION_S + faulty * per_mb * c.microbatches
+    return total
+
+
+def choose_cells(full: list[Cell], quick: list[Cell], results_root: Path) -> list[Cell]:
+    """The cells ``plot`` draws: the full set, unless only the quick set's cells were run
+    (then a quick run's plot does not list the full set's delays as missing)."""
+    quick_dirs = {cell_dir(results_root, c) for c in quick}
+    full_only = [c for c in full if cell_dir(results_root, c) not in quick_dirs]
+    if any(cell_dir(results_root, c).exists() for c in full_only):
+        return full
+    if any(d.exists() for d in quick_dirs):
+        return quick
+    return full

@@ -1,0 +1,62 @@
+"""The figure registry: figure names in paper order and lazy access to each module's ``FIGURE``.
+
+Importing a figure module pulls in only what it needs (the planner for simulated figures); no
+module here imports matplotlib or torch at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from figures.base import Figure, FigureReport
+
+# Paper order; name -> module under ``figures``.
+_MODULES: dict[str, str] = {
+    "fig4": "fig4",
+    "fig5": "fig5",
+    "fig8": "fig8",
+    "fig14": "fig14",
+    "fig15": "fig15",
+    "fig16": "fig16",
+    "fig17": "fig17",
+    "fig18": "fig18",
+    "fig19": "fig19",
+    "fig20": "fig20",
+    "sim-compare": "sim_compare",
+}
+
+
+class UnknownFigureError(ValueError):
+    """A figure name that is not in the registry."""
+
+
+def figure_names() -> list[str]:
+    """Every figure name, in paper order."""
+    return list(_MODULES)
+
+
+def get_figure(name: str) -> Figure:
+    """The ``FIGURE`` of figure ``name`` (``fig15``, ``15``, ``Fig15`` and ``sim_compare`` work)."""
+    key = name.strip().lower().replace("_", "-")
+    if key.isdigit():
+        key = f"fig{key}"
+    if key not in _MODULES:
+        raise UnknownFigureError(
+            f"unknown figure {name!r}: use one of {', '.join(_MODULES)}"
+        )
+    module = importlib.import_module(f"figures.{_MODULES[key]}")
+    return module.FIGURE  # type: ignore[no-any-return]
+
+
+def plot_figure(name: str, results_root: Path, reference: Path | None = None) -> FigureReport:
+    """Renders figure ``name`` from ``results_root`` (measured figures first get the per-cell
+    timelines their finished cells lack)."""
+    from figures.measured import cell_dir, choose_cells
+    from figures.timeline import ensure_timelines
+
+    figure = get_figure(name)
+    if figure.kind == "measured":
+        cells = choose_cells(figure.cells(False), figure.cells(True), results_root)
+        ensure_timelines([cell_dir(results_root, c) for c in cells])
+    return figure.plot(results_root, reference)

@@ -1,0 +1,231 @@
+"""The numbers behind a measured figure: speedups vs ZB, ratios to the no-fault ZB run, the
+artifact's same ratios, and how they become the terminal table, ``<fig>.json`` and the
+``pmctl plot --json`` cells. ``gather`` reads a figure's cells once for its plot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from figures.base import FigureReport
+from figures.cells import Cell, links_key
+from figures.measured import (
+    CellResult,
+    choose_cells,
+    measured_forward_ms,
+    read_cell,
+    read_cells,
+    zb_nofault_cell,
+)
+from figures.reference import ReferenceCell, baseline, load_reference, lookup
+from figures.style import label
+
+COLUMNS = [
+    "method", "links", "delay ms", "time s", "std s", "speedup vs ZB",
+    "/ ZB no-fault", "artifact / ZB no-fault", "artifact speedup vs ZB", "status",
+]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One cell with its ratios (nan where a term is missing)."""
+
+    result: CellResult
+    speedup_vs_zb: float  # ZB's time under the same fault / this time
+    ratio_nofault: float  # this time / our ZB no-fault time
+    ref_time_s: float  # the artifact's time for this cell
+    ref_ratio_nofault: float  # the artifact's time / the artifact's ZB no-fault time
+    ref_speedup_vs_zb: float
+
+
+def _same_fault(a: CellResult, b: CellResult) -> bool:
+    if a.cell.healthy and b.cell.healthy:
+        return True
+    return a.cell.links == b.cell.links and math.isclose(a.cell.delay_s, b.cell.delay_s)
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
+
+
+def compare(
+    results: list[CellResult],
+    zb_nofault: CellResult | None,
+    reference: list[ReferenceCell] | None = None,
+) -> list[Comparison]:
+    """Ratios for each result. The artifact folder is picked by the cell's own figure folder
+    (a fig16 cell -> ``fig14_16``; fig18's cells live in fig15's, so they read ``fig15``)."""
+    nan = math.nan
+    zb_healthy = zb_nofault.iteration_time_s if zb_nofault and zb_nofault.ok else nan
+    ref_base = baseline(reference) if reference else None
+    out = []
+    for r in results:
+        zb = next((z for z in results if z.cell.method == "zb" and _same_fault(z, r)), None)
+        zb_time = zb.iteration_time_s if zb and zb.ok else nan
+        ref = ref_zb = None
+        if reference:
+            links = links_key(r.cell.links)
+            ref = lookup(reference, r.cell.method, links, r.cell.delay_s, r.cell.figure)
+            ref_zb = lookup(reference, "zb", links, r.cell.delay_s, r.cell.figure)
+        ref_time = ref.iteration_time_s if ref else nan
+        out.append(
+            Comparison(
+                r,
+                _div(zb_time, r.iteration_time_s),
+                _div(r.iteration_time_s, zb_healthy),
+                ref_time,
+                _div(ref_time, ref_base.iteration_time_s if ref_base else nan),
+                _div(ref_zb.iteration_time_s if ref_zb else nan, ref_time),
+            )
+        )
+    return out
+
+
+def _fmt(x: float, digits: int = 3, suffix: str = "") -> str:
+    return f"{x:.{digits}f}{suffix}" if math.isfinite(x) else "n/a"
+
+
+def rows(comparisons: list[Comparison]) -> list[list[Any]]:
+    """Terminal table rows (strings), one per cell, in ``COLUMNS`` order."""
+    out = []
+    for c in comparisons:
+        r = c.result
+        out.append(
+            [
+                label(r.cell.method),
+                links_key(r.cell.links),
+                f"{r.cell.delay_s * 1000:g}",
+                _fmt(r.iteration_time_s),
+                _fmt(r.std_s),
+                _fmt(c.speedup_vs_zb, 2, "x"),
+                _fmt(c.ratio_nofault, 2),
+                _fmt(c.ref_ratio_nofault, 2),
+                _fmt(c.ref_speedup_vs_zb, 2, "x"),
+                r.status,
+            ]
+        )
+    return out
+
+
+def missing(results: list[CellResult]) -> list[str]:
+    """One line per cell drawn as missing: which cell and why."""
+    return [
+        f"{r.key()}: {r.status}{' - ' + r.reason if r.reason else ''}"
+        for r in results
+        if not r.ok
+    ]
+
+
+def _num(x: float) -> float | None:
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def numbers_json(name: str, comparisons: list[Comparison], extra: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``<fig>.json``: every cell with its status and ratios, plus ``extra``."""
+    cells = []
+    for c in comparisons:
+        d = c.result.to_json()
+        d.update(
+            figure_dir=c.result.cell.figure,
+            bubble_rate=_num(c.result.bubble_rate),
+            forward_ms=_num(c.result.forward_ms),
+            speedup_vs_zb=_num(c.speedup_vs_zb),
+            ratio_to_zb_nofault=_num(c.ratio_nofault),
+            artifact_time_s=_num(c.ref_time_s),
+            artifact_ratio_to_zb_nofault=_num(c.ref_ratio_nofault),
+            artifact_speedup_vs_zb=_num(c.ref_speedup_vs_zb),
+        )
+        cells.append(d)
+    return {"figure": name, "cells": cells, **extra}
+
+
+def build_report(
+    name: str,
+    out_dir: Path,
+    files: list[Path],
+    comparisons: list[Comparison],
+    notes: list[str],
+    extra: dict[str, Any] | None = None,
+) -> FigureReport:
+    """Writes ``<fig>.json`` next to the plot and returns the report for the terminal."""
+    numbers = out_dir / f"{name}.json"
+    tmp = numbers.with_suffix(".json.tmp")
+    body = numbers_json(name, comparisons, extra or {})
+    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(numbers)
+    results = [c.result for c in comparisons]
+    return FigureReport(
+        figure=name,
+        files=[*files, numbers],
+        columns=COLUMNS,
+        rows=rows(comparisons),
+        cells=[r.to_json() for r in results],
+        missing=missing(results),
+        notes=notes,
+    )
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A measured figure's inputs, read once: its cells' results and their comparisons."""
+
+    comparisons: list[Comparison]
+    zb_nofault: CellResult
+    forward_ms: float  # the figure's measured tF
+    has_reference: bool
+
+    @property
+    def results(self) -> list[CellResult]:
+        return [c.result for c in self.comparisons]
+
+    def find(self, method: str, links: str, delay_s: float) -> Comparison | None:
+        """The comparison of one cell, by method, links key and delay."""
+        for c in self.comparisons:
+            cell = c.result.cell
+            same_fault = links_key(cell.links) == links and math.isclose(cell.delay_s, delay_s)
+            if cell.method == method and same_fault:
+                return c
+        return None
+
+    def scaled_reference(self, c: Comparison) -> float:
+        """The artifact's value in our units: its ratio to its own ZB no-fault run times ours
+        (absolute times differ by hardware; ratios carry over)."""
+        if not self.zb_nofault.ok:
+            return math.nan
+        return c.ref_ratio_nofault * self.zb_nofault.iteration_time_s
+
+    @property
+    def tf_text(self) -> str:
+        """``tF = 31 ms`` (measured), for titles and axis labels beside the delays."""
+        return f"measured tF = {self.forward_ms:.0f} ms" if math.isfinite(self.forward_ms) else "tF n/a"
+
+    def notes(self) -> list[str]:
+        """The notes every measured figure states: tF beside the delays, the overlay basis."""
+        tf = (
+            f"measured forward time tF = {self.forward_ms:.1f} ms (median of the op logs)"
+            if math.isfinite(self.forward_ms)
+            else "measured forward time tF: n/a (no finished cells)"
+        )
+        out = [f"{tf}; the artifact's A10 had tF 28-36 ms"]
+        if self.has_reference:
+            out.append(
+                "artifact numbers are drawn as ratios to the artifact's ZB no-fault time, scaled by ours"
+                + ("" if self.zb_nofault.ok else " - not drawn: our fig20 ZB no-fault cell is missing")
+            )
+        return out
+
+
+def gather(
+    full: list[Cell], quick: list[Cell], results_root: Path, reference: Path | None
+) -> Measured:
+    """Reads the figure's cells (full set, or quick set when only that ran) and compares them."""
+    cells = choose_cells(full, quick, results_root)
+    results = read_cells(results_root, cells)
+    zb = next((r for r in results if r.cell.method == "zb" and r.cell.healthy), None)
+    zb = zb or read_cell(results_root, zb_nofault_cell())
+    ref = load_reference(reference)
+    return Measured(compare(results, zb, ref), zb, measured_forward_ms(results), ref is not None)
