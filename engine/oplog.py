@@ -46,8 +46,10 @@ class OpLogWriter:
         path: str,
         peer: int | None = None,
         delay_ms: float | None = None,
+        **extra: Any,
     ) -> None:
-        """Logs one executed op (compute or p2p event)."""
+        """Logs one executed op (compute or p2p event); ``extra`` adds fields (e.g. a
+        RECV's ``sent_ms``, the sender's handover time on the shared clock)."""
         rec: dict[str, Any] = {
             "kind": "op",
             "iter": iteration,
@@ -61,6 +63,7 @@ class OpLogWriter:
         if peer is not None:
             rec["peer"] = peer
             rec["delay_ms"] = delay_ms or 0.0
+        rec.update(extra)
         self._write(rec)
 
     def iteration(self, iteration: int, **fields: Any) -> None:

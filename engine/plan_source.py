@@ -46,7 +46,8 @@ class PlanSource(Protocol):
     """Decides each iteration's plan on every rank, identically."""
 
     def plan(self, iteration: int, profiled: StageCosts | None) -> IterationPlan:
-        """Called by every rank at the start of ``iteration`` (after the clock barrier).
+        """Called by every rank at the start of ``iteration``, before the ranks agree the
+        iteration's clock start (so a plan source's own collectives stay out of its time).
         ``profiled`` is the agreed per-stage median costs so far (None before any)."""
         ...
 

@@ -1,0 +1,108 @@
+"""The inline path: sends and receives posted from the compute thread on the main process
+group. An injected delay blocks the compute thread before each send on the slow link (on
+CUDA: a sleep kernel on the compute stream), so consecutive sends serialise behind it: the
+head-of-line blocking of the paper. Receives are posted (non-blocking) at the iteration start
+in the sender's order, so data flows as soon as it is sent; the compute thread waits on a
+receive when its op needs it. Every handle is waited on (gloo hangs otherwise, pytorch issue
+132644): receives when consumed, sends at the end of the iteration."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from engine.clock import SharedClock
+from engine.errors import LinkDownError
+from engine.p2p.messages import Message, MessageSpec, pack, unpack
+
+
+@dataclass(frozen=True)
+class SendEvent:
+    """A send as the op log records it (ms on the shared clock)."""
+
+    dst: int
+    mb: int
+    start_ms: float
+    end_ms: float
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class RecvEvent:
+    """A receive: posted/arrived on the receiver, sent_ms from the sender's header."""
+
+    src: int
+    mb: int
+    posted_ms: float
+    arrived_ms: float
+    sent_ms: float
+
+
+@dataclass
+class InlineP2P:
+    """Sends/receives on the default group from the calling (compute) thread."""
+
+    rank: int
+    spec: MessageSpec
+    clock: SharedClock
+    device: torch.device
+    cuda_cycles_per_ms: float = 0.0
+    host_staged: bool = False  # CUDA stages sharing a GPU: NCCL refuses that, go via gloo
+    _pending: list = field(default_factory=list)
+    _posted: dict = field(default_factory=dict)  # (src, mb) -> (handle, buffer)
+
+    def send(self, tensor: torch.Tensor, dst: int, mb: int, delay_s: float) -> SendEvent:
+        """Posts the send of micro-batch ``mb`` to ``dst`` after the injected delay."""
+        start = self.clock.now_ms()
+        if math.isinf(delay_s):
+            link = min(self.rank, dst)
+            raise LinkDownError(link, self.rank, dst)
+        if delay_s > 0:
+            if self.device.type == "cuda":
+                torch.cuda._sleep(int(delay_s * 1000.0 * self.cuda_cycles_per_ms))
+            else:
+                time.sleep(delay_s)
+        buf = pack(tensor, start, mb, self.spec)
+        if self.host_staged:
+            buf = buf.cpu()
+        self._pending.append((dist.isend(buf, dst, tag=mb), buf))
+        return SendEvent(dst, mb, start, self.clock.now_ms(), delay_s)
+
+    def prepost(self, src: int, mbs: list[int]) -> None:
+        """Posts the receives of ``mbs`` from ``src`` (in the sender's order)."""
+        for mb in mbs:
+            buf = self.spec.empty("cpu" if self.host_staged else self.device)
+            self._posted[(src, mb)] = (dist.irecv(buf, src, tag=mb), buf)
+
+    def recv(self, src: int, mb: int) -> tuple[Message, RecvEvent]:
+        """Waits for micro-batch ``mb`` from ``src`` (blocks the compute thread)."""
+        posted = self.clock.now_ms()
+        if (src, mb) not in self._posted:
+            self.prepost(src, [mb])
+        handle, buf = self._posted.pop((src, mb))
+        handle.wait()
+        arrived = self.clock.now_ms()
+        msg = unpack(buf.to(self.device), self.spec)
+        return msg, RecvEvent(src, mb, posted, arrived, msg.sent_ms)
+
+    def drain(self) -> None:
+        """Waits for every send posted this iteration."""
+        for handle, _buf in self._pending:
+            handle.wait()
+        self._pending.clear()
+
+
+def calibrate_cuda_sleep() -> float:
+    """GPU clock cycles per millisecond for ``torch.cuda._sleep`` (measured once)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    cycles = 10_000_000
+    torch.cuda._sleep(1000)
+    start.record()
+    torch.cuda._sleep(cycles)
+    end.record()
+    end.synchronize()
+    return cycles / max(start.elapsed_time(end), 1e-3)
