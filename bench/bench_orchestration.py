@@ -1,0 +1,100 @@
+"""Orchestration speed: per-cell overhead on the local cluster and setup fan-out over SSH.
+
+    .venv/bin/python bench/bench_orchestration.py [--engine real|fake] [--skip-ssh]
+
+1. Per-cell overhead (goal <= 5 s): a real cell (tiny preset, 4 iterations, 60 ms on link
+   2-3) on the embedded local cluster; overhead = cell wall time minus the training
+   iterations' time (sum of the per-iteration times from the op logs). Also printed: pmctl's
+   own share (prepare, Redis, collect, cleanup = wall time minus the stages' lifetime).
+2. Setup over SSH (root only; goal 4 hosts <= 1.5x one host): ``pmctl setup`` (no-deploy
+   fast path) against 1 and 4 network-namespace sshd hosts, median of 3 runs each.
+Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from figures.cells import Cell  # noqa: E402
+from pmctl.launcher import LaunchOptions, run_cell  # noqa: E402
+
+
+def cell_overhead(engine: str, launcher: str, work: Path) -> None:
+    from engine.oplog import iteration_times_ms, read_records
+    from pmctl.inventory import parse_inventory
+    from pmctl.session import Session
+    from tests.orchestration.support import fake_entry
+
+    inv = parse_inventory(
+        {"cluster": {"transport": "local", "stages": 4, "work_dir": str(work / "work"),
+                     "python": sys.executable, "launcher": launcher}},
+        work / "inventory.toml",
+    )
+    cell = Cell("bench", "zb", ((2, 3),), 0.06, fault_at=1, iterations=4, preset="tiny")
+    entry = tuple(fake_entry(work).split()) if engine == "fake" else None
+    opts = LaunchOptions(work / "results", timeout_s=600, **({"engine_entry": entry} if entry else {}))
+    with Session(inv) as session:
+        outcome = run_cell(session, cell, opts)
+    if outcome.status != "done":
+        print(f"cell failed: {outcome.reason}")
+        return
+    train_s = sum(iteration_times_ms(read_records(outcome.folder)).values()) / 1000.0
+    print(f"cell wall time          {outcome.seconds:7.2f} s  ({engine} engine, {launcher} launcher, 4 iterations)")
+    print(f"training iterations     {train_s:7.2f} s")
+    print(f"per-cell overhead       {outcome.seconds - train_s:7.2f} s  (goal <= 5 s)")
+    print(f"  of which pmctl's own  {outcome.seconds - outcome.follow_seconds:7.2f} s  (prepare, redis, collect, cleanup)")
+    print(f"  stages' lifetime      {outcome.follow_seconds:7.2f} s  (torchrun start, rendezvous, model, iterations, exit)")
+
+
+def setup_fanout(work: Path) -> None:
+    from pmctl.deploy import setup_hosts
+    from pmctl.inventory import load_inventory
+    from pmctl.session import Session
+    from tests.orchestration.support import build_netns_cluster, why_no_netns
+
+    reason = why_no_netns()
+    if reason:
+        print(f"setup fan-out: skipped ({reason})")
+        return
+    with build_netns_cluster(work) as cluster:
+        inv = load_inventory(cluster.inventory)
+        times: dict[int, list[float]] = {1: [], 4: []}
+        for _ in range(3):
+            for n in (1, 4):
+                sub = inv if n == 4 else inv.only(["h0"])
+                t0 = time.monotonic()
+                with Session(sub) as session:
+                    results = setup_hosts(session)
+                assert all(r.ok for r in results), [r.problem for r in results]
+                times[n].append(time.monotonic() - t0)
+    one, four = statistics.median(times[1]), statistics.median(times[4])
+    print(f"setup, 1 host (ssh)     {one:7.2f} s  (median of 3)")
+    print(f"setup, 4 hosts (ssh)    {four:7.2f} s  (median of 3)")
+    print(f"ratio 4 / 1             {four / one:7.2f}    (goal <= 1.5)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--engine", choices=("real", "fake"), default="real")
+    ap.add_argument("--launcher", choices=("torchrun", "direct", "both"), default="both")
+    ap.add_argument("--skip-ssh", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pmctl-bench-") as tmp:
+        os.environ["PMCTL_STATE_DIR"] = str(Path(tmp) / ".pmctl")  # leave the cwd's state alone
+        for launcher in ("torchrun", "direct") if args.launcher == "both" else (args.launcher,):
+            cell_overhead(args.engine, launcher, Path(tmp) / launcher)
+        if not args.skip_ssh:
+            setup_fanout(Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

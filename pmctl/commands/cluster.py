@@ -1,0 +1,136 @@
+"""``pmctl setup``, ``pmctl status`` and ``pmctl stop``: thin over deploy, status, stopper."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pmctl.app import app
+from pmctl.errors import UserError
+
+InventoryOpt = Annotated[
+    Optional[Path],
+    typer.Option("--inventory", "-i", envvar="PMCTL_INVENTORY", help="Inventory file (default ./inventory.toml)."),
+]
+AcceptKeysOpt = Annotated[
+    bool, typer.Option("--accept-new-host-keys", help="Add unknown SSH host keys to known_hosts instead of refusing.")
+]
+
+
+def open_session(inventory: Optional[Path], accept_new_host_keys: bool = False):  # noqa: ANN201
+    """Loads and validates the inventory, then a Session over it."""
+    from pmctl.inventory import load_inventory
+    from pmctl.session import Session
+
+    return Session(load_inventory(inventory), accept_new_host_keys)
+
+
+@app.command()
+def setup(
+    inventory: InventoryOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Reinstall even on hosts already in sync.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; touch no host.")] = False,
+    install_redis: Annotated[bool, typer.Option("--install-redis", help="apt-install redis-server on the master if missing.")] = False,
+    accept_new_host_keys: AcceptKeysOpt = False,
+) -> None:
+    """Deploy the project to every host (wheel + venv, torch reused), check torch, device,
+    backend and redis-server, and record a fact sheet per host."""
+    from pmctl.deploy import plan_lines, setup_hosts
+
+    console = Console()
+    with open_session(inventory, accept_new_host_keys) as session:
+        if dry_run:
+            for line in plan_lines(session.inventory, force, install_redis):
+                console.print(line, highlight=False)
+            return
+        with console.status("setting up hosts..."):
+            results = setup_hosts(
+                session, force, install_redis,
+                on_host=lambda r: console.print(f"{r.host}: {r.action}{' - ' + r.problem if r.problem else ''}", highlight=False),
+            )
+    table = Table("host", "action", "python", "torch", "device", "problem")
+    for r in results:
+        f = r.facts
+        dev = f"cuda x{f.get('cuda_count')}" if f.get("cuda_count") else ("cpu" if f else "")
+        table.add_row(r.host, r.action, str(f.get("python", "")), str(f.get("torch", "")), dev, r.problem)
+    console.print(table)
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise UserError(f"setup failed on {len(bad)} host(s); first: {bad[0].problem}", f"host {bad[0].host}")
+
+
+@app.command()
+def status(
+    inventory: InventoryOpt = None,
+    results: Annotated[Path, typer.Option("--results", help="Results folder.")] = Path("results"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with a 'hosts' list).")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until Ctrl-C.")] = False,
+    accept_new_host_keys: AcceptKeysOpt = False,
+) -> None:
+    """Hosts, the running cell (live iteration per stage) and results per figure."""
+    from pmctl.status import collect
+
+    console = Console()
+    with open_session(inventory, accept_new_host_keys) as session:
+        while True:
+            data = collect(session, results)
+            if as_json:
+                typer.echo(json.dumps(data, indent=2, default=str))
+            else:
+                _render_status(console, data)
+            if not watch:
+                return
+            time.sleep(2.0)
+            if not as_json:
+                console.clear()
+
+
+def _render_status(console: Console, data: dict) -> None:
+    hosts = Table("host", "stage", "address", "reachable", "python", "torch", "device", "bundle", "redis", title=f"cluster {data['cluster']}")
+    for h in data["hosts"]:
+        reach = "yes" if h["reachable"] else f"[red]no[/red] {h['error']}"
+        dev = h["device"] + (f" x{h['cuda_count']}" if h.get("cuda_count") else "")
+        hosts.add_row(h["name"], str(h["stage"]), h["address"], reach, str(h.get("python") or "-"),
+                      str(h.get("torch") or "-"), dev, str(h.get("bundle", "-")), str(h.get("redis", "")))
+    console.print(hosts)
+    run = data["running"]
+    if run is None:
+        console.print("no cell running")
+    else:
+        c = run["cell"]
+        owner = "running" if run["pmctl_alive"] else "[red]pmctl gone: run `pmctl stop`[/red]"
+        console.print(f"cell {c['figure']}/{c['method']}/{c['links']}/{c['delay_s']} ({run['run_id']}, {owner}), redis {run['redis']}")
+        t = Table("stage", "iteration", "phase", "last iteration (ms)")
+        for s, hb in run["stages"].items():
+            t.add_row(s, f"{hb.get('iteration')}/{c['iterations']}", str(hb.get("phase")), f"{hb.get('last_iteration_ms') or 0:.1f}")
+        console.print(t)
+    figs = Table("figure", "cells", "done", "failed", "interrupted", "missing")
+    for f in data["figures"]:
+        figs.add_row(f["figure"], str(f["cells"]), str(f["done"]), str(f["failed"]), str(f["interrupted"]), str(f["missing"]))
+    console.print(figs)
+
+
+@app.command()
+def stop(
+    inventory: InventoryOpt = None,
+    accept_new_host_keys: AcceptKeysOpt = False,
+) -> None:
+    """Stop everything pmctl started on every host (only our process groups). Idempotent."""
+    from pmctl import runs
+    from pmctl.stopper import stop_recorded
+
+    entry = runs.load()
+    if entry is None:
+        typer.echo("nothing running")
+        return
+    # The run's own inventory knows where its processes are, unless told otherwise.
+    chosen = inventory or (Path(entry.inventory) if Path(entry.inventory).is_file() else None)
+    with open_session(chosen, accept_new_host_keys) as session:
+        lines = stop_recorded(session)
+    typer.echo("\n".join(lines) if lines else "nothing running")

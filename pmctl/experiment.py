@@ -1,0 +1,156 @@
+"""``pmctl run`` as a function: compute simulated figures, then run each measured cell with
+live progress, skip finished cells, print a summary table, and return the exit code
+(0 all good, 1 a cell failed, 130 interrupted)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from figures.cells import Cell
+from pmctl import runs
+from pmctl.errors import UserError
+from pmctl.fanout import fanout, raise_first
+from pmctl.launcher import CellInterrupted, CellOutcome, LaunchOptions, run_cell
+from pmctl.matrix import Selection, resolve_figures, select_cells
+from pmctl.results import cell_dir, cell_status, is_done, sweep_staging
+from pmctl.session import Session
+
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What ``pmctl run`` was asked."""
+
+    figures: list[str]
+    selection: Selection
+    quick: bool
+    results_root: Path
+    force: bool = False
+    dry_run: bool = False
+    timeout_s: float = 900.0
+    engine_entry: tuple[str, ...] | None = None  # None = the bundled engine
+
+
+def preflight(session: Session) -> None:
+    """Fails fast, naming the host, when any host cannot be reached."""
+    inv = session.inventory
+    raise_first(
+        fanout(list(inv.hosts), lambda h: session.transport(h).run("true", 30), inv.cluster.connect_timeout + 30, name=lambda h: h.name),
+        "reaching the hosts",
+    )
+
+
+def _check_idle(session: Session) -> None:
+    """Refuses to start while another pmctl run is live; cleans up after a dead one."""
+    entry = runs.load()
+    if entry is None:
+        return
+    if runs.pmctl_alive(entry.pmctl_pid):
+        raise UserError(
+            f"another pmctl run (pid {entry.pmctl_pid}) is running cell {entry.run_id}",
+            "pmctl run", "wait for it or run pmctl stop",
+        )
+    from pmctl.stopper import stop_recorded
+
+    stop_recorded(session)
+
+
+def execute(session: Session, req: RunRequest, console: Console) -> int:
+    """Runs the request; returns the exit code."""
+    figures = resolve_figures(req.figures)
+    cells = select_cells(figures, req.quick, req.selection)
+    simulated = [(n, f) for n, f in figures if f.kind == "simulated"]
+    if not cells and not simulated:
+        raise UserError("no cells match the filters", "pmctl run", "see pmctl list --cells")
+    if req.dry_run:
+        _print_plan(console, simulated, cells, req)
+        return 0
+    for name, fig in simulated:
+        with console.status(f"computing {name} (simulated)"):
+            fig.compute(req.results_root / name, req.quick, None)
+        console.print(f"{name}: computed into {req.results_root / name}")
+    if not cells:
+        return 0
+    _check_idle(session)
+    sweep_staging(req.results_root)
+    preflight(session)
+    opts = LaunchOptions(
+        results_root=req.results_root, timeout_s=req.timeout_s,
+        **({"engine_entry": req.engine_entry} if req.engine_entry else {}),
+    )
+    outcomes: list[CellOutcome] = []
+    last_ms: dict[str, float] = {}
+    session.install_signal_handlers()
+    try:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False,
+        ) as progress:
+            all_task = progress.add_task("cells", total=len(cells))
+            for cell in cells:
+                if not req.force and is_done(req.results_root, cell):
+                    outcomes.append(CellOutcome(cell, "skipped", cell_dir(req.results_root, cell), reason="done"))
+                    progress.advance(all_task)
+                    continue
+                label = f"{cell.figure}/{cell.rel_dir}"
+                it_task = progress.add_task(label, total=cell.iterations)
+
+                def show(hb: dict[int, dict[str, Any]], cell: Cell = cell, task: Any = it_task) -> None:
+                    if not hb:
+                        return
+                    done = min(int(h.get("iteration", -1)) + 1 for h in hb.values())
+                    ms = [float(h["last_iteration_ms"]) for h in hb.values() if h.get("last_iteration_ms")]
+                    if ms:
+                        last_ms[cell.method] = max(ms)
+                    per_method = " ".join(f"{m}={v:.0f}ms" for m, v in last_ms.items())
+                    progress.update(task, completed=done, description=f"{cell.figure}/{cell.rel_dir} {per_method}")
+
+                try:
+                    outcome = run_cell(session, cell, opts, show)
+                except CellInterrupted as exc:
+                    outcomes.append(exc.args[0])
+                    raise
+                finally:
+                    progress.remove_task(it_task)
+                outcomes.append(outcome)
+                progress.advance(all_task)
+                style = "green" if outcome.status == "done" else "red"
+                console.print(f"[{style}]{outcome.status}[/{style}] {label} ({outcome.seconds:.1f} s) {outcome.reason}", highlight=False)
+    except KeyboardInterrupt:
+        _summary(console, outcomes)
+        console.print("[red]interrupted[/red]: stopped everything started; the cell is recorded as interrupted")
+        return EXIT_INTERRUPTED
+    finally:
+        session.restore_signal_handlers()
+    _summary(console, outcomes)
+    return EXIT_FAILED if any(o.status not in ("done", "skipped") for o in outcomes) else 0
+
+
+def _print_plan(console: Console, simulated: list, cells: list[Cell], req: RunRequest) -> None:
+    for name, _fig in simulated:
+        console.print(f"{name}: simulated, computed locally into {req.results_root / name}")
+    table = Table("cell", "iterations", "fault at", "preset", "now", "action", title="pmctl run --dry-run")
+    for c in cells:
+        now = cell_status(req.results_root, c) or "missing"
+        action = "skip" if now == "done" and not req.force else "run"
+        table.add_row(f"{c.figure}/{c.rel_dir}", str(c.iterations), str(c.fault_at), c.preset, now, action)
+    console.print(table)
+
+
+def _summary(console: Console, outcomes: list[CellOutcome]) -> None:
+    if not outcomes:
+        return
+    table = Table("cell", "status", "iteration (ms)", "wall (s)", "reason", title="summary")
+    for o in outcomes:
+        ms = f"{o.mean_ms:.1f}" if o.mean_ms is not None and math.isfinite(o.mean_ms) else "-"
+        style = {"done": "green", "skipped": "dim"}.get(o.status, "red")
+        table.add_row(f"{o.cell.figure}/{o.cell.rel_dir}", f"[{style}]{o.status}[/{style}]", ms, f"{o.seconds:.1f}", o.reason)
+    console.print(table)

@@ -1,0 +1,285 @@
+"""The host inventory (``inventory.toml``): typed, validated once before anything touches a host.
+
+Layout (ARCHITECTURE.md): a ``[cluster]`` table and ``[[hosts]]`` entries, host order = stage
+order (host i runs pipeline stage i). A local cluster may leave ``[[hosts]]`` out and give
+``stages = N`` instead: that expands to N hosts ``stage0..stageN-1`` on 127.0.0.1.
+
+``deploy = "none"`` says the project is already importable by ``python`` on every host (the
+embedded local cluster, and test hosts that share this machine's filesystem): ``pmctl setup``
+then only checks the hosts instead of pushing a wheel and building a venv.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pmctl.errors import UserError
+
+ENV_VAR = "PMCTL_INVENTORY"
+DEFAULT_NAME = "inventory.toml"
+
+_TRANSPORTS = ("local", "ssh")
+_DEVICES = ("cpu", "cuda")
+_DEPLOYS = ("wheel", "none")
+_LAUNCHERS = ("torchrun", "direct")
+_CLUSTER_KEYS = {
+    "name", "transport", "device", "work_dir", "python", "deploy", "stages",
+    "master_port", "redis_port", "connect_timeout", "known_hosts", "user", "identity_file",
+    "interface", "launcher",
+}
+_HOST_KEYS = {
+    "name", "address", "user", "port", "identity_file", "gpus", "interface", "work_dir",
+    "python",
+}
+
+
+@dataclass(frozen=True)
+class Host:
+    """One host = one pipeline stage; every field already resolved from cluster defaults."""
+
+    name: str
+    address: str
+    stage: int
+    work_dir: str  # per host; relative paths: to the cwd (local) or the login home (ssh)
+    python: str  # interpreter that runs the engine on this host
+    user: str | None = None
+    port: int = 22
+    identity_file: str | None = None
+    gpus: int = 0
+    interface: str | None = None  # network interface for gloo/NCCL (GLOO_SOCKET_IFNAME)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The ``[cluster]`` table."""
+
+    name: str
+    transport: str  # "local" | "ssh"
+    device: str  # "cpu" | "cuda"
+    deploy: str  # "wheel" | "none"
+    work_dir: str
+    master_port: int  # 0 = pick a free port on the master per cell
+    redis_port: int  # 0 = pick a free port on the master per cell
+    connect_timeout: float
+    known_hosts: str  # ssh only: host keys are checked against this file
+    # "torchrun": one torchrun agent per host (static node rank); "direct": the stage process
+    # itself with torchrun's environment (RANK, WORLD_SIZE, MASTER_*), saving an agent per host.
+    launcher: str = "torchrun"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated inventory; ``hosts[0]`` is the master (rendezvous + Redis)."""
+
+    path: Path
+    cluster: Cluster
+    hosts: tuple[Host, ...] = field(default=())
+
+    @property
+    def master(self) -> Host:
+        return self.hosts[0]
+
+    @property
+    def stages(self) -> int:
+        return len(self.hosts)
+
+    def only(self, names: list[str]) -> Inventory:
+        """The same inventory restricted to some hosts (for ``setup`` of a subset)."""
+        return replace(self, hosts=tuple(h for h in self.hosts if h.name in names))
+
+
+def default_inventory_path(explicit: str | Path | None = None) -> Path:
+    """``--inventory`` if given, else ``$PMCTL_INVENTORY``, else ``./inventory.toml``, else
+    the packaged default (the embedded local cluster shipped at the project root)."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    local = Path.cwd() / DEFAULT_NAME
+    if local.exists():
+        return local
+    return Path(__file__).resolve().parent.parent / DEFAULT_NAME
+
+
+def load_inventory(path: str | Path | None = None) -> Inventory:
+    """Reads and validates an inventory; any problem is one ``UserError`` naming the field."""
+    p = default_inventory_path(path)
+    if not p.is_file():
+        raise UserError(
+            "inventory file not found", str(p),
+            f"pass --inventory FILE or set {ENV_VAR}; the shipped inventory.toml is a template",
+        )
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"not valid TOML: {exc}", str(p), "fix the syntax") from exc
+    return parse_inventory(data, p)
+
+
+def parse_inventory(data: dict[str, Any], path: Path) -> Inventory:
+    """Validates the parsed TOML of ``path`` (pure: only reads identity and known_hosts)."""
+    v = _Validator(path)
+    v.unknown(data, {"cluster", "hosts"}, "")
+    raw_cluster = data.get("cluster")
+    if not isinstance(raw_cluster, dict):
+        raise v.error("cluster", "missing [cluster] table", 'add [cluster] with transport = "local"')
+    v.unknown(raw_cluster, _CLUSTER_KEYS, "cluster")
+    transport = v.choice(raw_cluster, "cluster", "transport", _TRANSPORTS, "local")
+    device = v.choice(raw_cluster, "cluster", "device", _DEVICES, "cpu")
+    deploy = v.choice(
+        raw_cluster, "cluster", "deploy", _DEPLOYS, "none" if transport == "local" else "wheel"
+    )
+    work_dir = v.string(raw_cluster, "cluster", "work_dir", ".pmctl/work")
+    # The embedded local cluster runs the interpreter pmctl itself runs in.
+    default_python = sys.executable if deploy == "none" and transport == "local" else None
+    cluster_python = v.string(raw_cluster, "cluster", "python", default_python)
+    if deploy == "none" and cluster_python is None and not _all_hosts_have(data.get("hosts"), "python"):
+        raise v.error(
+            "cluster.python", 'deploy = "none" but no python given',
+            "set python to an interpreter that imports the project on the hosts, or deploy = \"wheel\"",
+        )
+    known_hosts = v.string(raw_cluster, "cluster", "known_hosts", "~/.ssh/known_hosts")
+    cluster = Cluster(
+        name=v.string(raw_cluster, "cluster", "name", path.stem),
+        transport=transport,
+        device=device,
+        deploy=deploy,
+        work_dir=work_dir,
+        master_port=v.port(raw_cluster, "cluster", "master_port", 0, allow_zero=True),
+        redis_port=v.port(raw_cluster, "cluster", "redis_port", 0, allow_zero=True),
+        connect_timeout=v.number(raw_cluster, "cluster", "connect_timeout", 10.0),
+        known_hosts=str(Path(known_hosts).expanduser()),
+        launcher=v.choice(raw_cluster, "cluster", "launcher", _LAUNCHERS, "torchrun"),
+    )
+    stages = raw_cluster.get("stages")
+    if stages is not None and (not isinstance(stages, int) or isinstance(stages, bool) or stages < 2):
+        raise v.error("cluster.stages", f"must be an integer >= 2, got {stages!r}", "set stages = 4")
+    raw_hosts = data.get("hosts")
+    if raw_hosts is None:
+        if stages is None or transport != "local":
+            raise v.error(
+                "hosts", "no [[hosts]] entries",
+                "add one [[hosts]] per stage (a local cluster may set cluster.stages instead)",
+            )
+        raw_hosts = [{"name": f"stage{i}", "address": "127.0.0.1"} for i in range(stages)]
+    if not isinstance(raw_hosts, list) or not all(isinstance(h, dict) for h in raw_hosts):
+        raise v.error("hosts", "must be an array of tables", "write each host as [[hosts]]")
+    if stages is not None and len(raw_hosts) != stages:
+        raise v.error(
+            "hosts", f"{len(raw_hosts)} hosts but cluster.stages = {stages}",
+            "list exactly one [[hosts]] entry per pipeline stage",
+        )
+    if len(raw_hosts) < 2:
+        raise v.error("hosts", f"{len(raw_hosts)} host(s): a pipeline needs at least 2", "add hosts")
+    defaults = {
+        "user": raw_cluster.get("user"),
+        "identity_file": raw_cluster.get("identity_file"),
+        "interface": raw_cluster.get("interface"),
+        "python": cluster_python,
+    }
+    hosts: list[Host] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_hosts):
+        hosts.append(v.host(raw, i, cluster, defaults, seen))
+    return Inventory(path=path, cluster=cluster, hosts=tuple(hosts))
+
+
+def _all_hosts_have(raw_hosts: Any, key: str) -> bool:
+    return isinstance(raw_hosts, list) and bool(raw_hosts) and all(
+        isinstance(h, dict) and key in h for h in raw_hosts
+    )
+
+
+class _Validator:
+    """Field checks that all raise the same shaped one-line error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, field_name: str, what: str, hint: str) -> UserError:
+        return UserError(what, f"{self.path}: {field_name}", hint)
+
+    def unknown(self, table: dict[str, Any], allowed: set[str], where: str) -> None:
+        extra = sorted(set(table) - allowed)
+        if extra:
+            name = f"{where}.{extra[0]}" if where else extra[0]
+            raise self.error(
+                name, "unknown key", f"remove it; allowed: {', '.join(sorted(allowed))}"
+            )
+
+    def string(self, t: dict[str, Any], where: str, key: str, default: str | None) -> Any:
+        val = t.get(key, default)
+        if val is not None and (not isinstance(val, str) or not val):
+            raise self.error(f"{where}.{key}", f"must be a non-empty string, got {val!r}", "quote it")
+        return val
+
+    def choice(self, t: dict[str, Any], where: str, key: str, allowed: tuple[str, ...], default: str) -> str:
+        val = t.get(key, default)
+        if val not in allowed:
+            raise self.error(
+                f"{where}.{key}", f"{val!r} is not supported", f"use one of: {', '.join(allowed)}"
+            )
+        return val
+
+    def number(self, t: dict[str, Any], where: str, key: str, default: float) -> float:
+        val = t.get(key, default)
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or val <= 0:
+            raise self.error(f"{where}.{key}", f"must be a positive number, got {val!r}", "e.g. 10")
+        return float(val)
+
+    def port(self, t: dict[str, Any], where: str, key: str, default: int, allow_zero: bool = False) -> int:
+        val = t.get(key, default)
+        lo = 0 if allow_zero else 1
+        if isinstance(val, bool) or not isinstance(val, int) or not lo <= val <= 65535:
+            hint = "0 (pick a free one) or 1..65535" if allow_zero else "1..65535"
+            raise self.error(f"{where}.{key}", f"bad port {val!r}", f"use {hint}")
+        return val
+
+    def host(
+        self, raw: dict[str, Any], i: int, cluster: Cluster, defaults: dict[str, Any], seen: set[str]
+    ) -> Host:
+        where = f"hosts[{i}]"
+        self.unknown(raw, _HOST_KEYS, where)
+        for key in ("name", "address"):
+            if key not in raw:
+                raise self.error(f"{where}.{key}", "missing", f"add {key} = \"...\" to this host")
+        name = self.string(raw, where, "name", None)
+        if name in seen:
+            raise self.error(f"{where}.name", f"duplicate host name {name!r}", "give each host its own name")
+        if not all(c.isalnum() or c in "-_." for c in name):
+            raise self.error(f"{where}.name", f"bad host name {name!r}", "use letters, digits, - _ .")
+        seen.add(name)
+        work_dir = self.string(raw, where, "work_dir", f"{cluster.work_dir}/{name}")
+        # Deployed hosts run the venv that `pmctl setup` builds in their work dir.
+        python = self.string(raw, where, "python", defaults["python"]) or f"{work_dir}/venv/bin/python"
+        identity = self.string(raw, where, "identity_file", defaults["identity_file"])
+        if identity is not None:
+            identity = str(Path(identity).expanduser())
+            if not Path(identity).is_file():
+                raise self.error(
+                    f"{where}.identity_file", f"file {identity} does not exist",
+                    "point it at your private key, or remove it to use the ssh agent",
+                )
+        gpus = raw.get("gpus", 0)
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            raise self.error(f"{where}.gpus", f"must be an integer >= 0, got {gpus!r}", "e.g. gpus = 1")
+        if cluster.device == "cuda" and gpus == 0 and "gpus" in raw:
+            raise self.error(f"{where}.gpus", "0 GPUs on a cuda cluster", "set gpus = 1 or device = \"cpu\"")
+        return Host(
+            name=name,
+            address=self.string(raw, where, "address", None),
+            stage=i,
+            work_dir=work_dir,
+            python=python,
+            user=self.string(raw, where, "user", defaults["user"]),
+            port=self.port(raw, where, "port", 22),
+            identity_file=identity,
+            gpus=gpus,
+            interface=self.string(raw, where, "interface", defaults["interface"]),
+        )

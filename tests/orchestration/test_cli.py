@@ -1,0 +1,128 @@
+"""The CLI through real subprocesses: user errors are one line + exit 2; a local run writes a
+complete cell, skips it next time, reruns it with --force; a failing stage fails the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.orchestration.support import fake_entry, pmctl_env, run_pmctl, wait_all_stages_logged
+
+CELL = ["fig15", "--quick", "--methods", "zb", "--delays", "60", "--iters", "3", "--fault-at", "1", "--preset", "tiny"]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run", "fig99"], "unknown figure"),
+        (["run", "fig15", "--delays", "soon"], "bad delay"),
+        (["run", "fig15", "--links", "1_3"], "bad link"),
+        (["run", "fig15", "--methods", "zz"], "unknown method"),
+        (["run", "fig15", "--preset", "huge"], "unknown preset"),
+        (["run", "fig15", "--iters", "3", "--fault-at", "5"], "outside 0..2"),
+        (["run", "fig15", "--inventory", "missing.toml"], "inventory file not found"),
+        (["status", "--inventory", "bad.toml"], "cluster.transport"),
+        (["setup", "--inventory", "bad.toml"], "cluster.transport"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], words: str) -> None:
+    (tmp_path / "bad.toml").write_text('[cluster]\ntransport = "carrier-pigeon"\nstages = 4\n')
+    r = run_pmctl(args, tmp_path, pmctl_env(tmp_path), timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_dry_run_lists_cells_and_touches_nothing(tmp_path: Path, local_inventory: Path) -> None:
+    r = run_pmctl(["run", *CELL, "--dry-run", "--inventory", str(local_inventory)], tmp_path, pmctl_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "fig15/zb/2_3/0.06" in r.stdout
+    assert not (tmp_path / "results").exists() and not (tmp_path / "work").exists()
+
+
+def test_setup_dry_run_prints_the_plan(tmp_path: Path, local_inventory: Path) -> None:
+    r = run_pmctl(["setup", "--dry-run", "--inventory", str(local_inventory)], tmp_path, pmctl_env(tmp_path))
+    assert r.returncode == 0 and "stage3" in r.stdout and "redis-server" in r.stdout
+
+
+@pytest.mark.slow
+def test_local_run_skip_force_and_failure(tmp_path: Path, direct_inventory: Path) -> None:
+    # Direct launcher + a gloo rendezvous in the stand-in: torchrun's environment is complete.
+    env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=0.1, gloo=True))
+    inv = ["--inventory", str(direct_inventory)]
+    first = run_pmctl(["run", *CELL, *inv], tmp_path, env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    cell = tmp_path / "results/fig15/zb/2_3/0.06"
+    rec = json.loads((cell / "cell.json").read_text())
+    assert rec["status"] == "done" and rec["mean_ms"] == pytest.approx(100.0)
+    assert sorted(p.name for p in cell.glob("stage*.jsonl")) == [f"stage{i}.jsonl" for i in range(4)]
+    assert (cell / "stage0.stdout").read_text().strip() == "stage 0 done"
+
+    again = run_pmctl(["run", *CELL, *inv], tmp_path, env)
+    assert again.returncode == 0 and "skipped" in again.stdout
+    assert json.loads((cell / "cell.json").read_text())["run_id"] == rec["run_id"]
+
+    # --force reruns the finished cell; this time stage 1 fails.
+    env_fail = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=0.1, fail_stage=1))
+    failed = run_pmctl(["run", *CELL, "--force", *inv], tmp_path, env_fail)
+    assert failed.returncode == 1
+    new = json.loads((cell / "cell.json").read_text())
+    assert new["run_id"] != rec["run_id"]
+    assert new["status"] == "failed" and new["exit_codes"]["stage1"] not in (0, None)
+    assert new["reason"].startswith("stage 1 on stage1 exited with")
+    assert "injected failure" in (cell / "stage1.stderr").read_text()
+    # Everything was cleaned up: no ledger, no per-run dirs on the "hosts".
+    assert not (tmp_path / ".pmctl/running.json").exists()
+    assert not list((tmp_path / "work").glob("*/runs/*"))
+
+
+def _processes_under(folder: Path) -> list[str]:
+    """Command lines of processes whose cwd is inside ``folder`` (our stages and Redis)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and str(folder) in os.readlink(d / "cwd"):
+                found.append((d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_terminal_group_cleans_up(tmp_path: Path, direct_inventory: Path) -> None:
+    env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=1.0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pmctl", "run", *CELL, "--iters", "200", "--inventory", str(direct_inventory)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_all_stages_logged([tmp_path / "work" / f"stage{i}" for i in range(4)])
+        assert len(_processes_under(tmp_path / "work")) >= 5  # 4 stages + redis, at least
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out + err
+    assert _processes_under(tmp_path / "work") == []
+    rec = json.loads((tmp_path / "results/fig15/zb/2_3/0.06/cell.json").read_text())
+    assert rec["status"] == "interrupted"
+    assert not (tmp_path / ".pmctl/running.json").exists()
+
+
+@pytest.mark.slow
+def test_cell_timeout_fails_the_cell_and_stops_everything(tmp_path: Path, direct_inventory: Path) -> None:
+    env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=1.0))
+    r = run_pmctl(["run", *CELL, "--iters", "200", "--timeout", "5", "--inventory", str(direct_inventory)], tmp_path, env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    rec = json.loads((tmp_path / "results/fig15/zb/2_3/0.06/cell.json").read_text())
+    assert rec["status"] == "failed" and rec["reason"] == "timeout after 5 s"
+    assert _processes_under(tmp_path / "work") == []

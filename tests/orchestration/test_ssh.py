@@ -1,0 +1,182 @@
+"""Through real SSH to four network-namespace hosts: setup, run, status, stop, and faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.orchestration.support import NetnsCluster, fake_entry, pmctl_env, run_pmctl, wait_all_stages_logged
+
+pytestmark = [pytest.mark.slow, pytest.mark.root]
+
+CELL_ARGS = ["fig15", "--quick", "--methods", "zb", "--delays", "60", "--iters", "4", "--fault-at", "1", "--preset", "tiny"]
+CELL_DIR = Path("results/fig15/zb/2_3/0.06")
+
+
+def test_setup_fast_path_records_facts_per_host(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
+    env = pmctl_env(tmp_path)
+    r = run_pmctl(["setup", "--inventory", str(netns_cluster.inventory)], tmp_path, env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for h in netns_cluster.hosts:
+        facts = json.loads((tmp_path / ".pmctl" / "hosts" / f"{h.name}.json").read_text())
+        assert facts["address"] == h.address
+        assert facts["torch"] and facts["gloo"] is True
+    assert json.loads((tmp_path / ".pmctl/hosts/h0.json").read_text())["redis"] is True
+
+
+def _start_run(
+    netns_cluster: NetnsCluster, tmp_path: Path, entry: str | None, *extra: str, launcher: str = "torchrun"
+) -> subprocess.Popen[str]:
+    """``pmctl run`` of the fig15 cell in the background (entry None = the real engine)."""
+    env = pmctl_env(tmp_path, **({"PMCTL_ENGINE_ENTRY": entry} if entry else {}))
+    inv = netns_cluster.write_inventory(tmp_path / f"inv-{launcher}.toml", launcher=launcher)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pmctl", "run", *CELL_ARGS, "--inventory", str(inv), *extra],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+
+
+def _status_while_running(tmp_path: Path) -> dict:
+    r = run_pmctl(["status", "--json"], tmp_path, pmctl_env(tmp_path), timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_run_status_and_results_through_ssh(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
+    (tmp_path / "inventory.toml").write_text(netns_cluster.inventory.read_text())
+    # The real engine: tiny preset, 60 ms on link 2-3 from iteration 1, gloo between hosts.
+    proc = _start_run(netns_cluster, tmp_path, None, "--iters", "3")
+    try:
+        wait_all_stages_logged(netns_cluster.work_dirs())
+        data = _status_while_running(tmp_path)
+        assert [h["name"] for h in data["hosts"]] == ["h0", "h1", "h2", "h3"]
+        assert all(h["reachable"] for h in data["hosts"])
+        assert data["running"]["cell"]["method"] == "zb"
+        assert data["running"]["redis"] == "up"
+        assert sorted(data["running"]["stages"]) == ["0", "1", "2", "3"]
+        # The control-plane password is in no process's command line on any host.
+        (secret,) = (tmp_path / ".pmctl" / "secrets").glob("*.pw")
+        password = secret.read_text().strip().encode()
+        for i in range(4):
+            for pid in netns_cluster.pids(i):
+                try:
+                    assert password not in Path(f"/proc/{pid}/cmdline").read_bytes()
+                except FileNotFoundError:
+                    continue
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out + err
+    cell = tmp_path / CELL_DIR
+    record = json.loads((cell / "cell.json").read_text())
+    assert record["status"] == "done"
+    assert record["exit_codes"] == {"h0": 0, "h1": 0, "h2": 0, "h3": 0}
+    assert record["spec"]["links"] == "2_3" and record["spec"]["iterations"] == 3
+    assert record["mean_ms"] > 0
+    for i, h in enumerate(netns_cluster.hosts):
+        records = [json.loads(line) for line in (cell / f"stage{i}.jsonl").read_text().splitlines()]
+        assert {r["iter"] for r in records if r["kind"] == "op"} == {0, 1, 2}
+        assert (cell / f"{h.name}.stdout").exists() and (cell / f"{h.name}.stderr").exists()
+        # Nothing left behind on the host: the run dir (password, trace, logs) is removed.
+        assert not list((netns_cluster.dir / "work" / h.name / "runs").glob("*"))
+    assert netns_cluster.our_processes() == []
+    # The run ledger is cleared, so stop has nothing to do (and says so).
+    r = run_pmctl(["stop"], tmp_path, pmctl_env(tmp_path))
+    assert r.returncode == 0 and "nothing running" in r.stdout
+
+
+def test_stop_from_another_shell_stops_everything(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
+    proc = _start_run(netns_cluster, tmp_path, fake_entry(tmp_path, iter_s=1.0), "--iters", "200", launcher="direct")
+    try:
+        wait_all_stages_logged(netns_cluster.work_dirs())
+        # No --inventory: stop finds the hosts through the run ledger.
+        r = run_pmctl(["stop"], tmp_path, pmctl_env(tmp_path))
+        assert r.returncode == 0, r.stderr
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert netns_cluster.our_processes() == []
+    assert json.loads((tmp_path / CELL_DIR / "cell.json").read_text())["status"] == "interrupted"
+    again = run_pmctl(["stop"], tmp_path, pmctl_env(tmp_path))
+    assert again.returncode == 0 and "nothing running" in again.stdout
+
+
+def test_sigint_cleans_up_everything(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
+    proc = _start_run(netns_cluster, tmp_path, fake_entry(tmp_path, iter_s=1.0), "--iters", "200", launcher="direct")
+    try:
+        wait_all_stages_logged(netns_cluster.work_dirs())
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out + err
+    assert netns_cluster.our_processes() == []
+    record = json.loads((tmp_path / CELL_DIR / "cell.json").read_text())
+    assert record["status"] == "interrupted"
+    assert not (tmp_path / ".pmctl" / "running.json").exists()
+
+
+def test_killed_stage_fails_the_cell_and_leaves_nothing(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
+    proc = _start_run(netns_cluster, tmp_path, fake_entry(tmp_path, iter_s=1.0), "--iters", "200", "--timeout", "120", launcher="direct")
+    try:
+        wait_all_stages_logged(netns_cluster.work_dirs())
+        # Kill stage 2's worker the hard way, inside its namespace.
+        for pid in netns_cluster.pids(2):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"fake_engine.py" in cmd:
+                os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, out + err
+    record = json.loads((tmp_path / CELL_DIR / "cell.json").read_text())
+    assert record["status"] == "failed"
+    assert "h2" in record["reason"]
+    assert netns_cluster.our_processes() == []
+
+
+def test_host_with_sshd_down_fails_fast_naming_it(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
+    netns_cluster.stop_sshd(1)
+    try:
+        env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path))
+        t0 = time.monotonic()
+        setup = run_pmctl(["setup", "--inventory", str(netns_cluster.inventory)], tmp_path, env, timeout=60)
+        run = run_pmctl(["run", *CELL_ARGS, "--inventory", str(netns_cluster.inventory)], tmp_path, env, timeout=60)
+        elapsed = time.monotonic() - t0
+    finally:
+        netns_cluster.start_sshd(1)
+    assert setup.returncode != 0 and "h1" in setup.stderr
+    assert run.returncode == 2 and "h1" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert elapsed < 60  # bounded by the inventory's 5 s connect timeout, not a hang
+    assert not (tmp_path / CELL_DIR).exists()
+
+
+def test_unknown_host_key_refused_without_opt_in(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    inv = netns_cluster.write_inventory(tmp_path / "inv.toml", known_hosts=empty)
+    env = pmctl_env(tmp_path)
+    refused = run_pmctl(["status", "--json", "--inventory", str(inv)], tmp_path, env, timeout=60)
+    hosts = json.loads(refused.stdout)["hosts"]
+    assert not any(h["reachable"] for h in hosts)
+    assert "unknown host key" in hosts[0]["error"]
+    setup = run_pmctl(["setup", "--inventory", str(inv)], tmp_path, env, timeout=120)
+    assert setup.returncode != 0 and "unknown host key" in setup.stderr
+    assert empty.read_text() == ""
+    accepted = run_pmctl(["setup", "--accept-new-host-keys", "--inventory", str(inv)], tmp_path, env, timeout=120)
+    assert accepted.returncode == 0, accepted.stderr
+    assert all(h.address in empty.read_text() for h in netns_cluster.hosts)
