@@ -1,0 +1,339 @@
+"""The fault-aware PlanSource: the five methods' behaviour under slow and crashed links.
+
+Two layers:
+- ``Adapter``: the pure decision (no torch, no Redis). Given the fault in force this
+  iteration, the per-link delays known at the end of the previous one and the profiled
+  costs, it returns the IterationPlan: which schedule, offload on/off, which delays the
+  engine injects. PipeMorph re-plans when its planning basis changes, i.e. from the
+  iteration after the fault change (the basis is what was known one iteration earlier).
+- ``FaultPlanSource``: the side effects. Rank 0 determines the fault in force (trace and/or
+  control plane), publishes it atomically, and one collective hands it (and, with
+  ``--detect``, every rank's link measurements) to all ranks, so they all switch together.
+  Every rank beats its heartbeat; ``finish`` reports a failure to the control plane.
+
+Offload follows the fault in force (the control plane announces it; offload turns on at
+once). With ``--detect`` PipeMorph plans from the measured delays instead of the injected
+ones; the injected value is only logged next to them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from engine.detect import LinkDetector, LinkSample, combine, detected_delays_s, local_samples
+from engine.errors import EngineConfigError
+from engine.healthy_plan import healthy_schedule
+from engine.methods import Method
+from engine.plan_source import IterationPlan, LinkObservation, PlanContext, PlanSource
+from engine.planner.costs import StageCosts
+from engine.planner.errors import PlanningError
+from engine.planner.generators import GENERATORS, generate
+from engine.planner.ir import Schedule
+from injector.control import ControlClient, ControlPlaneError
+from injector.trace import HEALTHY, Fault, Trace, TraceError, load_trace
+
+# the improved heuristic is never slower than the rule under the planned delays
+ADAPT_GENERATOR = "pipemorph+" if "pipemorph+" in GENERATORS else "pipemorph"
+# a crashed link's delegates run at CPU-path speed; plan as if it were this many forwards slow
+CRASH_PLAN_FORWARDS = 4
+# the requirement on --detect: plans within this fraction of the injected delay
+DETECT_TOLERANCE = 0.2
+
+
+def offload_for(method: Method, fault: Fault) -> bool:
+    """Whether p2p goes through the delegates while ``fault`` is in force."""
+    if method.offload == "always":
+        return True
+    return method.offload == "on-fault" and not fault.healthy
+
+
+def _ms(delays_s: tuple[float, ...]) -> list[float | None]:
+    """Delays for the log: ms, ``None`` for a crashed link (strict JSON has no inf)."""
+    return [None if math.isinf(d) else round(d * 1000.0, 3) for d in delays_s]
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What PipeMorph plans for: per-link delays (s, inf = down) and where they come from."""
+
+    delays_s: tuple[float, ...]
+    source: str  # "injected" | "detected"
+
+    @property
+    def healthy(self) -> bool:
+        return not any(self.delays_s)
+
+
+class Adapter:
+    """The pure per-iteration decision for one method (same inputs -> same plan on every rank)."""
+
+    def __init__(self, method: Method, num_stages: int, num_microbatches: int) -> None:
+        self.method = method
+        self.S = num_stages
+        self.N = num_microbatches
+        self.healthy = healthy_schedule(method, num_stages, num_microbatches)
+        self._planned: tuple[Basis, Schedule, StageCosts, int, dict[str, Any]] | None = None
+        self.worst_delay_s = 0.0  # largest finite delay seen so far (crash planning)
+
+    def plan(
+        self,
+        iteration: int,
+        fault: Fault,
+        basis: Basis,
+        profiled: StageCosts | None,
+        extra: dict[str, Any] | None = None,
+    ) -> IterationPlan:
+        """The plan of ``iteration``: ``fault`` is in force now (offload, injected delays);
+        ``basis`` is what was known at the end of the previous iteration (PipeMorph's plan)."""
+        injected = fault.link_delays_s(self.S)
+        self.worst_delay_s = max(
+            [self.worst_delay_s, *(d for d in (*injected, *basis.delays_s) if math.isfinite(d))]
+        )
+        info: dict[str, Any] = {
+            "injected": fault.to_json(),
+            "link_delays_ms": _ms(injected),
+            "offload": offload_for(self.method, fault),
+            **(extra or {}),
+        }
+        schedule, costs = self.healthy, None
+        info.update(generator="zb" if self.method.split_backward else "1f1b", planned_for_ms=None)
+        if self.method.adapts and not basis.healthy:
+            adapted = self._adapted(iteration, basis, profiled)
+            if isinstance(adapted, str):
+                info["notes"] = [adapted]
+            else:
+                schedule, costs, planned_at, plan_info = adapted
+                info.update(plan_info, planned_at=planned_at)
+        elif self.method.adapts:
+            self._planned = None  # healthy again: back to ZB; the next fault re-plans
+        return IterationPlan(
+            iteration=iteration,
+            schedule=schedule,
+            offload=info["offload"],
+            link_delays_s=injected,
+            fault=info,
+            planned_costs=costs,
+        )
+
+    def _adapted(
+        self, iteration: int, basis: Basis, profiled: StageCosts | None
+    ) -> tuple[Schedule, StageCosts, int, dict[str, Any]] | str:
+        """The adapted plan for ``basis`` (planned once per basis), or why there is none."""
+        if self._planned is not None and self._planned[0] == basis:
+            _, schedule, costs, at, plan_info = self._planned
+            return schedule, costs, at, plan_info
+        if profiled is None:
+            return "no profiled costs yet: kept the healthy plan"
+        delays_ms, notes = self._planning_delays_ms(basis, profiled)
+        try:
+            schedule = generate(ADAPT_GENERATOR, self.S, self.N, profiled, delays_ms)
+        except PlanningError as exc:
+            return f"re-planning failed ({exc}): kept the healthy plan"
+        plan_info = {
+            "generator": ADAPT_GENERATOR,
+            "planned_for_ms": list(delays_ms),
+            "plan_basis": basis.source,
+            "notes": notes,
+        }
+        self._planned = (basis, schedule, profiled, iteration, plan_info)
+        return schedule, profiled, iteration, plan_info
+
+    def _planning_delays_ms(
+        self, basis: Basis, costs: StageCosts
+    ) -> tuple[tuple[float, ...], list[str]]:
+        notes: list[str] = []
+        crash_ms = max(self.worst_delay_s * 1000.0, CRASH_PLAN_FORWARDS * max(costs.tf))
+        out = []
+        for i, d in enumerate(basis.delays_s):
+            if math.isinf(d):
+                out.append(round(crash_ms, 3))
+                notes.append(
+                    f"link {i}_{i + 1} is down: delegates carry it; planned as {crash_ms:.1f} ms"
+                    " (the worst delay seen, at least "
+                    f"{CRASH_PLAN_FORWARDS} forwards)"
+                )
+            else:
+                out.append(round(d * 1000.0, 3))
+        return tuple(out), notes
+
+
+def matches(fault: Fault, delays_s: tuple[float, ...], num_stages: int) -> bool:
+    """True when planned ``delays_s`` match the injected fault: healthy links at 0, slow
+    ones within ``DETECT_TOLERANCE`` of the injected delay (a crash never matches)."""
+    if fault.crashed:
+        return False
+    injected = fault.link_delays_s(num_stages)
+    return all(
+        abs(d - i) <= DETECT_TOLERANCE * i if i > 0 else d == 0
+        for d, i in zip(delays_s, injected)
+    )
+
+
+def with_detection_log(
+    fault: Fault, basis: Basis, detection: dict[str, Any], matched_at: int | None
+) -> dict[str, Any]:
+    """The ``fault`` dict's detection fields: injected vs detected delay, and the lag in
+    iterations from the injected change to the first plan that matched it."""
+    out: dict[str, Any] = {"detected": detection}
+    if not fault.healthy and not fault.crashed:
+        out["injected_delay_ms"] = round(fault.delay_s * 1000.0, 3)
+        out["detected_delay_ms"] = [round(basis.delays_s[a] * 1000.0, 3) for a, _ in fault.links]
+    if matched_at is not None:
+        out["detect_lag_iterations"] = matched_at - fault.since_iteration
+    return out
+
+
+class FaultPlanSource:
+    """Trace / control plane -> collective -> ``Adapter``; heartbeats and error reports."""
+
+    def __init__(
+        self, ctx: PlanContext, trace: Trace | None, control: ControlClient | None
+    ) -> None:
+        self.ctx = ctx
+        self.trace = trace
+        self.control = control
+        self.adapter = Adapter(ctx.method, ctx.num_stages, ctx.num_microbatches)
+        self.detector = LinkDetector(ctx.num_stages - 1) if ctx.detect else None
+        self._published_epoch: int | None = None
+        self._known_s: tuple[float, ...] = (0.0,) * (ctx.num_stages - 1)
+        self._basis = Basis(self._known_s, "injected")
+        self._local: list[LinkSample] = []
+        self._last_plan_t: float | None = None
+        self._iteration = -1
+        self._lag_epoch = -1  # the injected fault whose detection lag is being measured
+        self._matched_at: int | None = None  # first iteration planned within tolerance of it
+
+    # -- rank 0: the fault in force --------------------------------------------------------
+
+    def _fault_in_force(self, iteration: int) -> Fault:
+        fault = HEALTHY
+        if self.trace is not None:
+            fault = self.trace.fault_at(iteration)
+            if self.control is not None and fault.epoch != self._published_epoch:
+                self.control.publish_fault(fault, published_by=self.ctx.rank)
+                self._published_epoch = fault.epoch
+        if self.control is not None:
+            fault = self.control.read_fault() or fault  # an external writer may override
+        return fault
+
+    # -- the collective ----------------------------------------------------------------
+
+    def _agree(self, fault: Fault | None) -> tuple[Fault, list[LinkSample]]:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return fault or HEALTHY, list(self._local)
+        mine = (fault.to_json() if fault is not None else None, self._local)
+        if self.detector is None:
+            box = [mine]
+            dist.broadcast_object_list(box, src=0)
+            return Fault.from_json(box[0][0]), []
+        everyone: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, mine)
+        samples = [s for _, local in everyone for s in local]
+        return Fault.from_json(everyone[0][0]), samples
+
+    # -- the protocol ------------------------------------------------------------------
+
+    def plan(self, iteration: int, profiled: StageCosts | None) -> IterationPlan:
+        """Agrees the fault in force, updates the planning basis, decides, beats. The
+        heartbeat's last iteration time is this rank's wall time between two ``plan`` calls."""
+        now = time.monotonic()
+        last_ms = None if self._last_plan_t is None else (now - self._last_plan_t) * 1000.0
+        self._last_plan_t = now
+        self._iteration = iteration
+        fault = self._fault_in_force(iteration) if self.ctx.rank == 0 else None
+        fault, samples = self._agree(fault)
+        self._local = []
+        extra: dict[str, Any] = {}
+        if self.detector is not None:
+            extra = self._detect(iteration, fault, samples, profiled)
+        else:
+            self._basis = Basis(self._known_s, "injected")
+        plan = self.adapter.plan(iteration, fault, self._basis, profiled, extra)
+        # what the next iteration plans from: known now, acted on then (one-iteration lag)
+        self._known_s = fault.link_delays_s(self.ctx.num_stages)
+        self._heartbeat(iteration, "iteration", last_ms, plan)
+        return plan
+
+    def _detect(
+        self, iteration: int, fault: Fault, samples: list[LinkSample], profiled: StageCosts | None
+    ) -> dict[str, Any]:
+        """Updates the planning basis from the previous iteration's measurements."""
+        assert self.detector is not None
+        pooled = combine(samples, self.ctx.num_stages - 1)
+        tf = min(profiled.tf) if profiled is not None else None
+        verdict = self.detector.update(iteration - 1, pooled, tf)
+        delays = detected_delays_s(verdict, self._basis.delays_s)
+        changed = delays != self._basis.delays_s
+        self._basis = Basis(delays, "detected")
+        if changed and self.control is not None and self.ctx.rank == 0:
+            self.control.publish_detected(
+                self._as_fault(delays, iteration),
+                iteration=iteration,
+                link_excess_ms=[-1.0 if e is None else e for e in verdict.raw_excess_ms],
+            )
+        if fault.epoch != self._lag_epoch:
+            self._lag_epoch, self._matched_at = fault.epoch, None
+        if self._matched_at is None and matches(fault, delays, self.ctx.num_stages):
+            self._matched_at = iteration
+        baseline = verdict.baseline_ms
+        detection = {
+            "from_iteration": iteration - 1,
+            "excess_ms": [None if e is None else round(e, 3) for e in verdict.raw_excess_ms],
+            "slow_links": list(verdict.slow_links),
+            "baseline_ms": None if math.isinf(baseline) else round(baseline, 3),
+        }
+        return with_detection_log(fault, self._basis, detection, self._matched_at)
+
+    def _as_fault(self, delays_s: tuple[float, ...], iteration: int) -> Fault:
+        slow = tuple((i, i + 1) for i, d in enumerate(delays_s) if d > 0)
+        if not slow:
+            return Fault(since_iteration=iteration)
+        return Fault(slow, max(delays_s), False, iteration, 0)
+
+    def observe(self, observations: list[LinkObservation]) -> None:
+        """Keeps this rank's summary of the iteration's transits for the next ``plan``."""
+        if self.detector is not None:
+            self._local = local_samples(observations)
+
+    def finish(self, error: str | None) -> None:
+        """Reports a failure (and the final phase) to the control plane."""
+        if self.control is None:
+            return
+        try:
+            if error is not None:
+                self.control.report_error(self.ctx.rank, error)
+            self._heartbeat(self._iteration, "failed" if error else "done", None, None)
+        finally:
+            self.control.close()
+
+    def _heartbeat(
+        self, iteration: int, phase: str, last_ms: float | None, plan: IterationPlan | None
+    ) -> None:
+        if self.control is None:
+            return
+        extra: dict[str, Any] = {"method": self.ctx.method.id}
+        if plan is not None:
+            extra["offload"] = plan.offload
+            extra["warmup"] = plan.schedule.warmup()
+        self.control.heartbeat(self.ctx.rank, iteration, phase, last_ms, **extra)
+
+
+def make_plan_source(ctx: PlanContext) -> PlanSource:
+    """The fault-aware plan source for ``ctx`` (trace file and/or control plane, detection).
+
+    A bad trace, or a control plane that is unreachable or refuses the password, raises
+    ``EngineConfigError`` with the one-line reason, before the first iteration."""
+    try:
+        trace = load_trace(ctx.trace_path, ctx.num_stages) if ctx.trace_path else None
+        control = None
+        if ctx.control_url:
+            control = ControlClient(ctx.control_url, ctx.run_id)
+            control.ping()
+    except (TraceError, ControlPlaneError) as exc:
+        raise EngineConfigError(str(exc)) from None
+    return FaultPlanSource(ctx, trace, control)
