@@ -6,12 +6,15 @@ them into ``results/<fig>/<method>/<links>/<delay>/``).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 Link = tuple[int, int]
+
+CELL_JSON = "cell.json"
 
 
 def links_key(links: tuple[Link, ...]) -> str:
@@ -61,3 +64,22 @@ class Cell:
         d["delay_s"] = "inf" if math.isinf(self.delay_s) else self.delay_s
         d["extra"] = dict(self.extra)
         return d
+
+
+def cell_folder(results_root: Path, cell: Cell) -> Path:
+    """Where a cell's results live: ``<root>/<cell.figure>/<method>/<links>/<delay>``."""
+    return Path(results_root) / cell.figure / Path(*cell.rel_dir.parts)
+
+
+def read_cell_json(folder: Path) -> dict[str, Any] | None:
+    """The ``cell.json`` of a cell folder, or None when absent or unreadable."""
+    try:
+        return json.loads((Path(folder) / CELL_JSON).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def same_spec(cell: Cell, record: dict[str, Any] | None) -> bool:
+    """Whether a ``cell.json`` record was produced by exactly this cell's spec (a ``--quick``
+    result is not a full one, nor one with other iterations, preset or delegates)."""
+    return bool(record) and record.get("spec") == cell.to_json()
