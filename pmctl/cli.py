@@ -5,47 +5,31 @@ Command modules stay thin (parse, call an importable API, print); nothing here i
 
 from __future__ import annotations
 
-import logging
 import sys
 import traceback
-from pathlib import Path
 
 from pmctl.app import app
 from pmctl.commands import register_all
-from pmctl.errors import UserError
+from pmctl.errors import UserError, user_error_types
 
 register_all()
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """Domain errors raised below the CLI that mean "bad input", not "bug"."""
-    from engine.methods import UnknownMethodError
-    from engine.planner.ir import ScheduleParseError
+def _log_bug(exc: BaseException) -> str:
+    """Writes the traceback to the state folder's log; returns where it went."""
+    from pmctl.runs import state_dir
 
-    types: list[type[BaseException]] = [UserError, UnknownMethodError, ScheduleParseError]
-    for mod, name in (
-        ("engine.planner.errors", "PlanningError"),
-        ("injector.trace", "TraceError"),
-        ("injector.control", "ControlPlaneError"),
-        ("figures.registry", "UnknownFigureError"),
-    ):
-        try:
-            module = __import__(mod, fromlist=[name])
-            types.append(getattr(module, name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(types)
-
-
-def _log_bug(exc: BaseException) -> Path:
-    log_dir = Path(".pmctl")
-    log_dir.mkdir(exist_ok=True)
-    path = log_dir / "pmctl.log"
-    logging.basicConfig(filename=path, level=logging.INFO)
-    logging.getLogger("pmctl").error(
-        "unhandled error\n%s", "".join(traceback.format_exception(exc))
-    )
-    return path
+    text = "".join(traceback.format_exception(exc))
+    try:
+        folder = state_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "pmctl.log"
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        return str(path)
+    except OSError:
+        sys.stderr.write(text)
+        return "stderr"
 
 
 def main() -> None:
@@ -60,7 +44,7 @@ def main() -> None:
         sys.stderr.write("pmctl: interrupted\n")
         sys.exit(130)
     except Exception as exc:
-        if isinstance(exc, _user_error_types()):
+        if isinstance(exc, user_error_types()):
             msg = exc.line() if isinstance(exc, UserError) else str(exc)
             prefix = "\x1b[31merror:\x1b[0m" if sys.stderr.isatty() else "error:"
             sys.stderr.write(f"{prefix} {msg}\n")
