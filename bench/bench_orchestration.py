@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_orchestration.py [--engine real|fake] [--skip-ssh]
 
 1. Per-cell overhead (goal <= 5 s): a real cell (tiny preset, 4 iterations, 60 ms on link
-   2-3) on the embedded local cluster; overhead = cell wall time minus the training
+   2-3) on the embedded local cluster (torchrun launcher: one agent for all four stages); overhead = cell wall time minus the training
    iterations' time (sum of the per-iteration times from the op logs). Also printed: pmctl's
    own share (prepare, Redis, collect, cleanup = wall time minus the stages' lifetime).
 2. Setup over SSH (root only; goal 4 hosts <= 1.5x one host): ``pmctl setup`` (no-deploy
@@ -43,7 +43,9 @@ def cell_overhead(engine: str, launcher: str, work: Path) -> None:
     entry = tuple(fake_entry(work).split()) if engine == "fake" else None
     opts = LaunchOptions(work / "results", timeout_s=600, **({"engine_entry": entry} if entry else {}))
     with Session(inv) as session:
+        t0 = time.monotonic()
         outcome = run_cell(session, cell, opts)
+        call_s = time.monotonic() - t0
     if outcome.status != "done":
         print(f"cell failed: {outcome.reason}")
         return
@@ -53,6 +55,7 @@ def cell_overhead(engine: str, launcher: str, work: Path) -> None:
     print(f"per-cell overhead       {outcome.seconds - train_s:7.2f} s  (goal <= 5 s)")
     print(f"  of which pmctl's own  {outcome.seconds - outcome.follow_seconds:7.2f} s  (prepare, redis, collect, cleanup)")
     print(f"  stages' lifetime      {outcome.follow_seconds:7.2f} s  (torchrun start, rendezvous, model, iterations, exit)")
+    print(f"timeline.png            {call_s - outcome.seconds:7.2f} s  (drawn after the cell, first one imports matplotlib)")
 
 
 def setup_fanout(work: Path) -> None:

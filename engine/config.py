@@ -9,8 +9,10 @@ import os
 from dataclasses import dataclass
 
 from engine.errors import EngineConfigError
+from engine.healthy_plan import inject_delay_trace
 from engine.methods import Method, UnknownMethodError, resolve_method
 from engine.presets import PRESETS, Preset, get_preset, resolve_split
+from injector.trace import Trace, TraceError, load_trace
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class TrainConfig:
     device: str
     out: str
     delegates: int  # requested; 0 = automatic
-    trace: str | None
+    trace: Trace | None  # from --trace, or the one-line trace of --inject-delay
     control: str | None
     run_id: str
     detect: bool
@@ -44,7 +46,6 @@ class TrainConfig:
     dump_grads: str | None = None
     fixed_data: bool = False
     crash_at: tuple[int, int] | None = None  # (stage, iteration)
-    inject_delay: str | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,13 +151,16 @@ def parse_config(argv: list[str] | None = None, cuda_available: bool = False) ->
             "WORLD_SIZE is not set or < 2: launch with torchrun --nproc-per-node S "
             "(S >= 2 stages) -m engine.train ...")
     split = resolve_split(preset, world, a.split)
+    trace = None
+    if a.trace is not None and a.inject_delay is not None:
+        raise EngineConfigError("--trace and --inject-delay: give one of them")
     if a.trace is not None:
-        from injector.trace import TraceError, load_trace
-
         try:
-            load_trace(a.trace, world)
+            trace = load_trace(a.trace, world)
         except TraceError as exc:
             raise EngineConfigError(f"--trace {exc}") from None
+    elif a.inject_delay is not None:
+        trace = inject_delay_trace(a.inject_delay, world)
     crash_at = None
     if a.crash_at is not None:
         try:
@@ -166,12 +170,11 @@ def parse_config(argv: list[str] | None = None, cuda_available: bool = False) ->
         crash_at = (stage, it)
     return TrainConfig(
         preset=preset, method=method, microbatches=n, iterations=a.iterations, seed=a.seed,
-        device=device, out=a.out, delegates=a.delegates, trace=a.trace, control=a.control,
+        device=device, out=a.out, delegates=a.delegates, trace=trace, control=a.control,
         run_id=a.run_id, detect=a.detect, grad_clip=a.grad_clip, split=split,
         threads=a.threads or (1 if device == "cpu" else 4), data=a.data, lr=a.lr,
         timeout_s=a.timeout, pace_ms=_pace(a.pace, preset, device),
         dtype=a.dtype or preset.dtype, world=world, rank=_env_int("RANK", 0),
         local_rank=_env_int("LOCAL_RANK", 0), plan_script=a.plan_script,
         dump_grads=a.dump_grads, fixed_data=a.fixed_data, crash_at=crash_at,
-        inject_delay=a.inject_delay,
     )

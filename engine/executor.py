@@ -23,9 +23,10 @@ from engine.clock import CpuTimer, CudaTimer, SharedClock
 from engine.data import TokenData
 from engine.errors import InjectedCrash
 from engine.oplog import OpLogWriter
+from engine.optim import AdamW
 from engine.p2p.delegates import DelegatePool
 from engine.p2p.inline import InlineP2P, RecvEvent, SendEvent
-from engine.plan_source import IterationPlan, LinkObservation, PlanSource
+from engine.plan_source import IterationPlan, LinkObservation, PlanSource, log_ms
 from engine.planner.costs import StageCosts
 from engine.planner.ir import Op, OpKind
 from engine.profiler import Profiler, costs_from
@@ -55,7 +56,7 @@ class Executor:
     cfg: ExecutorConfig
     runner: StageRunner
     data: TokenData
-    optimizer: torch.optim.Optimizer
+    optimizer: AdamW | torch.optim.Optimizer
     writer: OpLogWriter
     plan_source: PlanSource
     inline: InlineP2P
@@ -235,7 +236,7 @@ class Executor:
             if rec[0].startswith("SEND_"):
                 ev: SendEvent = rec[1]
                 w.op(it, rec[0], ev.mb, ev.start_ms, ev.end_ms, "inline", peer=ev.dst,
-                     delay_ms=_ms(ev.delay_s))
+                     delay_ms=log_ms(ev.delay_s))
                 last_end = max(last_end, ev.end_ms)
                 continue
             kind, mb, s, e = rec
@@ -246,10 +247,10 @@ class Executor:
         for ev in sends:
             direction = "F" if ev.dst > self.cfg.rank else "B"
             w.op(it, f"SEND_{direction}", ev.mb, ev.start_ms, ev.end_ms, "delegate",
-                 peer=ev.dst, delay_ms=_ms(ev.delay_s))
+                 peer=ev.dst, delay_ms=log_ms(ev.delay_s))
         for direction, ev, p in self._recvs:
             w.op(it, f"RECV_{direction}", ev.mb, ev.posted_ms, ev.arrived_ms, p, peer=ev.src,
-                 delay_ms=_ms(self._link_delay(plan, ev.src)), sent_ms=round(ev.sent_ms, 4))
+                 delay_ms=log_ms(self._link_delay(plan, ev.src)), sent_ms=round(ev.sent_ms, 4))
         self._durations = durations
         return last_end
 
@@ -275,7 +276,7 @@ class Executor:
             fault=plan.fault,
             costs=plan.planned_costs.to_json() if plan.planned_costs else None,
             offload=plan.offload,
-            link_delays_ms=[_ms(d) for d in plan.link_delays_s],
+            link_delays_ms=[log_ms(d) for d in plan.link_delays_s],
             loss=loss,
             profiled=self.profiled.to_json() if self.profiled else None,
             iteration_ms=round(iter_ms, 4),
@@ -287,8 +288,3 @@ class Executor:
             shown = "nan" if loss is None else f"{loss:.4f}"
             sys.stdout.write(f"iter {it} loss {shown} time_ms {iter_ms:.1f}\n")
             sys.stdout.flush()
-
-
-def _ms(seconds: float) -> float | None:
-    """Seconds to ms for the log; ``inf`` (crashed link) becomes None (JSON has no inf)."""
-    return None if math.isinf(seconds) else round(seconds * 1000.0, 4)

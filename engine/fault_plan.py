@@ -27,13 +27,19 @@ from engine.detect import LinkDetector, LinkSample, combine, detected_delays_s, 
 from engine.errors import EngineConfigError
 from engine.healthy_plan import healthy_schedule
 from engine.methods import Method
-from engine.plan_source import IterationPlan, LinkObservation, PlanContext, PlanSource
+from engine.plan_source import (
+    IterationPlan,
+    LinkObservation,
+    PlanContext,
+    PlanSource,
+    log_ms,
+)
 from engine.planner.costs import StageCosts
 from engine.planner.errors import PlanningError
 from engine.planner.generators import GENERATORS, generate
 from engine.planner.ir import Schedule
 from injector.control import ControlClient, ControlPlaneError
-from injector.trace import HEALTHY, Fault, Trace, TraceError, load_trace
+from injector.trace import HEALTHY, Fault, Trace
 
 # the improved heuristic is never slower than the rule under the planned delays
 ADAPT_GENERATOR = "pipemorph+" if "pipemorph+" in GENERATORS else "pipemorph"
@@ -48,11 +54,6 @@ def offload_for(method: Method, fault: Fault) -> bool:
     if method.offload == "always":
         return True
     return method.offload == "on-fault" and not fault.healthy
-
-
-def _ms(delays_s: tuple[float, ...]) -> list[float | None]:
-    """Delays for the log: ms, ``None`` for a crashed link (strict JSON has no inf)."""
-    return [None if math.isinf(d) else round(d * 1000.0, 3) for d in delays_s]
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,6 @@ class Adapter:
         )
         info: dict[str, Any] = {
             "injected": fault.to_json(),
-            "link_delays_ms": _ms(injected),
             "offload": offload_for(self.method, fault),
             **(extra or {}),
         }
@@ -156,7 +156,7 @@ class Adapter:
                     f"{CRASH_PLAN_FORWARDS} forwards)"
                 )
             else:
-                out.append(round(d * 1000.0, 3))
+                out.append(log_ms(d))
         return tuple(out), notes
 
 
@@ -179,8 +179,8 @@ def with_detection_log(
     iterations from the injected change to the first plan that matched it."""
     out: dict[str, Any] = {"detected": detection}
     if not fault.healthy and not fault.crashed:
-        out["injected_delay_ms"] = round(fault.delay_s * 1000.0, 3)
-        out["detected_delay_ms"] = [round(basis.delays_s[a] * 1000.0, 3) for a, _ in fault.links]
+        out["injected_delay_ms"] = log_ms(fault.delay_s)
+        out["detected_delay_ms"] = [log_ms(basis.delays_s[a]) for a, _ in fault.links]
     if matched_at is not None:
         out["detect_lag_iterations"] = matched_at - fault.since_iteration
     return out
@@ -324,16 +324,15 @@ class FaultPlanSource:
 
 
 def make_plan_source(ctx: PlanContext) -> PlanSource:
-    """The fault-aware plan source for ``ctx`` (trace file and/or control plane, detection).
+    """The fault-aware plan source for ``ctx`` (its trace and/or control plane, detection).
 
-    A bad trace, or a control plane that is unreachable or refuses the password, raises
-    ``EngineConfigError`` with the one-line reason, before the first iteration."""
-    try:
-        trace = load_trace(ctx.trace_path, ctx.num_stages) if ctx.trace_path else None
-        control = None
-        if ctx.control_url:
+    A control plane that is unreachable or refuses the password raises ``EngineConfigError``
+    with the one-line reason, before the first iteration."""
+    control = None
+    if ctx.control_url:
+        try:
             control = ControlClient(ctx.control_url, ctx.run_id)
             control.ping()
-    except (TraceError, ControlPlaneError) as exc:
-        raise EngineConfigError(str(exc)) from None
-    return FaultPlanSource(ctx, trace, control)
+        except ControlPlaneError as exc:
+            raise EngineConfigError(str(exc)) from None
+    return FaultPlanSource(ctx, ctx.trace, control)

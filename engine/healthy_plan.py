@@ -2,17 +2,14 @@
 
 ``zb``, ``pipemorph-cpu``, ``pipemorph`` and ``all-cpu`` run the healthy ZB schedule (greedy
 B > F > W under uniform costs), ``1f1b`` its 1F1B schedule; only ``all-cpu`` offloads. Faults
-come from ``engine.fault_plan``. For benchmarks and tests without a control plane,
-``ManualDelay`` (the hidden ``--inject-delay LINK=SECONDS@ITER``) injects one slow link from
-an iteration on, with each method's reaction: offload for PipeMorph-CPU/PipeMorph, and for
-PipeMorph the adapted schedule from the next iteration, planned with the profiled costs.
+come from ``engine.fault_plan``; the hidden ``--inject-delay LINK=SECONDS@ITER`` (benchmarks
+and tests without a control plane) is turned into a one-line trace by ``inject_delay_trace``
+and takes the same path as ``--trace``.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
 
 from engine.errors import EngineConfigError
 from engine.methods import Method
@@ -20,6 +17,7 @@ from engine.plan_source import IterationPlan, LinkObservation
 from engine.planner.costs import StageCosts
 from engine.planner.generators import generate
 from engine.planner.ir import Schedule
+from injector.trace import Trace, TraceError, parse_link, parse_trace
 
 
 def healthy_schedule(method: Method, num_stages: int, num_microbatches: int) -> Schedule:
@@ -28,63 +26,33 @@ def healthy_schedule(method: Method, num_stages: int, num_microbatches: int) -> 
     return generate(name, num_stages, num_microbatches, StageCosts.uniform(num_stages, 1, 1, 1))
 
 
-@dataclass(frozen=True)
-class ManualDelay:
-    """One slow link from ``since`` on (test/benchmark hook)."""
-
-    link: int
-    seconds: float
-    since: int
-
-    @classmethod
-    def parse(cls, text: str, num_stages: int) -> ManualDelay:
-        """Parses ``LINK=SECONDS@ITER`` (LINK as ``2`` or ``2_3``; SECONDS may be ``inf``)."""
-        m = re.fullmatch(r"(\d+)(?:_(\d+))?=([0-9.]+|inf)@(\d+)", text.strip())
-        if not m:
-            raise EngineConfigError(
-                f"--inject-delay {text!r}: expected LINK=SECONDS@ITER, e.g. 2_3=0.06@3")
-        link = int(m.group(1))
-        if m.group(2) is not None and int(m.group(2)) != link + 1:
-            raise EngineConfigError(f"--inject-delay {text!r}: stages of a link are adjacent")
-        if link >= num_stages - 1:
-            raise EngineConfigError(
-                f"--inject-delay {text!r}: link {link} does not exist with {num_stages} stages")
-        return cls(link, float(m.group(3)), int(m.group(4)))
+def inject_delay_trace(text: str, num_stages: int) -> Trace:
+    """``LINK=SECONDS@ITER`` (LINK as ``2`` or ``2_3``; SECONDS may be ``inf``) as the
+    one-line trace ``ITER;A_B;SECONDS``."""
+    where = f"--inject-delay {text!r}"
+    m = re.fullmatch(r"(\d+(?:_\d+)?)=([0-9.]+|inf)@(\d+)", text.strip())
+    if not m:
+        raise EngineConfigError(f"{where}: expected LINK=SECONDS@ITER, e.g. 2_3=0.06@3")
+    link = m.group(1) if "_" in m.group(1) else f"{m.group(1)}_{int(m.group(1)) + 1}"
+    try:
+        a, b = parse_link(link, num_stages)
+        return parse_trace(f"{m.group(3)};{a}_{b};{m.group(2)}", num_stages)
+    except TraceError as exc:
+        raise EngineConfigError(f"{where}: {exc}") from None
 
 
 class HealthyPlanSource:
-    """Implements ``engine.plan_source.PlanSource`` without a control plane."""
+    """Implements ``engine.plan_source.PlanSource`` without faults or a control plane."""
 
-    def __init__(self, method: Method, num_stages: int, num_microbatches: int,
-                 manual: ManualDelay | None = None) -> None:
+    def __init__(self, method: Method, num_stages: int, num_microbatches: int) -> None:
         self.method = method
         self.num_stages = num_stages
-        self.num_microbatches = num_microbatches
-        self.manual = manual
         self.healthy = healthy_schedule(method, num_stages, num_microbatches)
-        self._adapted: Schedule | None = None
-        self._adapted_costs: StageCosts | None = None
 
     def plan(self, iteration: int, profiled: StageCosts | None) -> IterationPlan:
-        """The healthy plan, or the manual fault's plan once it is in force."""
-        m = self.manual
-        if m is None or iteration < m.since:
-            return IterationPlan(iteration, self.healthy, self.method.offload == "always",
-                                 (0.0,) * (self.num_stages - 1))
-        delays = tuple(m.seconds if i == m.link else 0.0 for i in range(self.num_stages - 1))
-        fault = {"links": [f"{m.link}_{m.link + 1}"],
-                 "delay_s": None if math.isinf(m.seconds) else m.seconds,
-                 "crash": math.isinf(m.seconds), "since": m.since, "source": "inject-delay"}
-        schedule, costs = self.healthy, None
-        if self.method.adapts and iteration > m.since and profiled is not None:
-            if self._adapted is None:
-                finite = tuple(0.0 if math.isinf(d) else d * 1000.0 for d in delays)
-                self._adapted = generate("pipemorph", self.num_stages, self.num_microbatches,
-                                         profiled, plan_delays=finite)
-                self._adapted_costs = profiled
-            schedule, costs = self._adapted, self._adapted_costs
-        offload = self.method.offload in ("always", "on-fault")
-        return IterationPlan(iteration, schedule, offload, delays, fault, costs)
+        """The healthy plan."""
+        return IterationPlan(iteration, self.healthy, self.method.offload == "always",
+                             (0.0,) * (self.num_stages - 1))
 
     def observe(self, observations: list[LinkObservation]) -> None:
         """Healthy runs detect nothing."""

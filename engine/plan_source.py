@@ -9,12 +9,20 @@ implementations agree through a collective on the main process group.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.methods import Method
 from engine.planner.costs import StageCosts
 from engine.planner.ir import Schedule
+from injector.trace import Trace
+
+
+def log_ms(seconds: float) -> float | None:
+    """Seconds as ms for the op log and the planner (3 decimals); ``inf`` (a crashed link)
+    becomes None, as strict JSON has no infinity."""
+    return None if math.isinf(seconds) else round(seconds * 1000.0, 3)
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,7 @@ class PlanContext:
     num_microbatches: int
     rank: int
     delegates: int  # pool size per direction the engine created (0 = p2p inline only)
-    trace_path: str | None = None
+    trace: Trace | None = None  # parsed once by engine.config
     control_url: str | None = None  # redis://HOST:PORT ; password from the environment
     run_id: str = "local"
     detect: bool = False

@@ -25,9 +25,10 @@ from engine.config import TrainConfig, parse_config
 from engine.data import load_data
 from engine.errors import EngineConfigError
 from engine.executor import Executor, ExecutorConfig
-from engine.healthy_plan import HealthyPlanSource, ManualDelay
+from engine.healthy_plan import HealthyPlanSource
 from engine.model import DTYPES, StageModule
 from engine.oplog import OpLogWriter
+from engine.optim import AdamW
 from engine.p2p.delegates import DelegatePool, create_groups
 from engine.p2p.inline import InlineP2P, calibrate_cuda_sleep
 from engine.p2p.messages import MessageSpec
@@ -37,18 +38,6 @@ from engine.wgrad import WeightGradStore
 
 MAX_AUTO_DELEGATES = 8
 DEFAULT_DELEGATES = 4
-
-
-def trace_max_delay_s(path: str, num_stages: int) -> float:
-    """The largest finite delay in a trace file (0 if none)."""
-    from injector.trace import TraceError, load_trace
-
-    try:
-        trace = load_trace(path, num_stages)
-    except TraceError as exc:
-        raise EngineConfigError(str(exc)) from None
-    finite = [f.delay_s for f in trace.faults if not f.crashed and math.isfinite(f.delay_s)]
-    return max(finite, default=0.0)
 
 
 def measure_forward_ms(module: StageModule, inp: torch.Tensor, rounds: int = 3) -> float:
@@ -71,19 +60,15 @@ def delegate_count(cfg: TrainConfig, tf_ms: float) -> int:
         return cfg.delegates
     if cfg.method.offload == "never" and cfg.plan_script is None:
         return 0
-    delay_s = 0.0
-    if cfg.trace is not None:
-        delay_s = trace_max_delay_s(cfg.trace, cfg.world)
-    elif cfg.inject_delay is not None:
-        d = ManualDelay.parse(cfg.inject_delay, cfg.world).seconds
-        delay_s = d if math.isfinite(d) else 0.0
+    delay_s = cfg.trace.max_delay_s if cfg.trace is not None else 0.0
     if delay_s <= 0:
         return DEFAULT_DELEGATES
     return min(MAX_AUTO_DELEGATES, math.ceil(delay_s * 1000.0 / max(tf_ms, 1e-3)) + 1)
 
 
 def make_plan_source(cfg: TrainConfig, delegates: int) -> PlanSource:
-    """The healthy/scripted plan source, or the fault-aware one for --trace/--control."""
+    """The healthy/scripted plan source, or the fault-aware one for a trace (--trace or
+    --inject-delay) or --control."""
     if cfg.plan_script is not None:
         from engine.scripted_plan import ScriptedPlanSource
 
@@ -98,10 +83,9 @@ def make_plan_source(cfg: TrainConfig, delegates: int) -> PlanSource:
                                     "(engine.fault_plan is missing)") from None
         return make_fault_source(PlanContext(
             method=cfg.method, num_stages=cfg.world, num_microbatches=cfg.microbatches,
-            rank=cfg.rank, delegates=delegates, trace_path=cfg.trace,
+            rank=cfg.rank, delegates=delegates, trace=cfg.trace,
             control_url=cfg.control, run_id=cfg.run_id, detect=cfg.detect))
-    manual = ManualDelay.parse(cfg.inject_delay, cfg.world) if cfg.inject_delay else None
-    return HealthyPlanSource(cfg.method, cfg.world, cfg.microbatches, manual)
+    return HealthyPlanSource(cfg.method, cfg.world, cfg.microbatches)
 
 
 def _local_world() -> int:
@@ -150,7 +134,7 @@ def run(cfg: TrainConfig, state: dict) -> None:
         dump_grads=Path(cfg.dump_grads) if cfg.dump_grads else None,
         crash_at=cfg.crash_at[1] if cfg.crash_at and cfg.crash_at[0] == rank else None,
         clock_offsets_ms=[o * 1000.0 for o in offsets])
-    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr)
+    optimizer = AdamW(module.parameters(), lr=cfg.lr)
     Executor(ecfg, runner, data, optimizer, writer, plan_source, inline, delegates,
              clock).run(cfg.iterations)
     plan_source.finish(None)
@@ -178,7 +162,8 @@ def _abort(exc: BaseException, state: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parses options (exit 2 on a bad one), runs, exits non-zero on any failure."""
+    """Parses options (exit 2 on a bad one), runs, exits non-zero on any failure and at once
+    with status 0 on success."""
     try:
         cfg = parse_config(argv, cuda_available=torch.cuda.is_available())
     except EngineConfigError as exc:
@@ -193,6 +178,11 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(2)
     except BaseException as exc:  # noqa: BLE001 - every failure must end this stage now
         _abort(exc, state)
+    # the logs are closed and the process group destroyed; interpreter shutdown with torch
+    # loaded (module teardown, gloo threads) takes ~2 s on a busy host, paid by every run
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

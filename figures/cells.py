@@ -52,12 +52,6 @@ class Cell:
         """Path of the cell below the figure's results folder."""
         return PurePosixPath(self.method, links_key(self.links), delay_key(self.delay_s))
 
-    def trace_text(self) -> str:
-        """The artifact-compatible trace (``ITER;LINKS;DELAY``); empty when healthy."""
-        if self.healthy:
-            return ""
-        return f"{self.fault_at};{links_key(self.links)};{delay_key(self.delay_s)}\n"
-
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["links"] = links_key(self.links)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.oplog import read_records
-from figures.base import FigureReport, Progress
-from figures.cells import Cell
-from figures.measured import cell_dir, estimate_seconds, make_cell
-from figures.style import label, pyplot, save
-from figures.table import build_report, gather
+from figures.base import FigureReport
+from figures.cells import Cell, cell_folder
+from figures.measured import MeasuredFigure, make_cell
+from figures.style import label, pyplot
+from figures.table import gather, save_report
 from figures.timeline import NoOpsError, draw_iteration, iteration_ops, last_complete_iteration
 
 METHODS = ("zb", "pipemorph-cpu", "pipemorph")
@@ -23,22 +23,15 @@ DELAY = 0.06
 CELLS_FIGURE = "fig16"
 
 
-class Fig14:
+class Fig14(MeasuredFigure):
     name = "fig14"
     title = "Measured timelines at 60 ms on link 2-3"
-    kind = "measured"
 
     def cells(self, quick: bool) -> list[Cell]:
         return [make_cell(CELLS_FIGURE, m, LINKS, DELAY, quick) for m in METHODS]
 
-    def estimate_seconds(self, quick: bool) -> float:
-        return estimate_seconds(self.cells(quick))
-
-    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
-        return None
-
     def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
-        data = gather(self.cells(False), self.cells(True), results_root, reference)
+        data = gather(self, results_root, reference)
         plt = pyplot()
         fig, axes = plt.subplots(len(METHODS), 1, figsize=(10, 2.3 * len(METHODS)), sharex=True)
         longest = 0.0
@@ -49,7 +42,7 @@ class Fig14:
                 ax.text(0.5, 0.5, f"{name}: n/a ({r.status})", transform=ax.transAxes, ha="center")
                 ax.set_yticks([])
                 continue
-            records = read_records(cell_dir(results_root, r.cell))
+            records = read_records(cell_folder(results_root, r.cell))
             try:
                 it = last_complete_iteration(records)
             except NoOpsError:
@@ -60,9 +53,7 @@ class Fig14:
         for ax in axes:
             ax.set_xlim(0, longest * 1.01 if longest else 1)
         axes[-1].set_xlabel(f"time since the iteration start (ms); {data.tf_text}")
-        out_dir = results_root / self.name
-        files = save(fig, out_dir, self.name)
-        return build_report(self.name, out_dir, files, data.comparisons, data.notes())
+        return save_report(self.name, results_root, fig, data.comparisons, data.notes())
 
 
 FIGURE = Fig14()

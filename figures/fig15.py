@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from figures.base import FigureReport, Progress
+from figures.base import FigureReport
 from figures.cells import Cell
-from figures.fig20 import nofault_cell
-from figures.measured import estimate_seconds, make_cell
-from figures.style import METHOD_COLORS, METHOD_MARKERS, label, legend, mark_missing, pyplot, save
-from figures.table import Comparison, Measured, build_report, gather
+from figures.measured import MeasuredFigure, make_cell, nofault_cell
+from figures.style import METHOD_COLORS, METHOD_MARKERS, label, legend, mark_missing, pyplot
+from figures.table import Comparison, Measured, gather, save_report
 
 METHODS = ("1f1b", "zb", "pipemorph-cpu", "pipemorph")
 LINKS = ((2, 3),)
@@ -28,23 +27,16 @@ def delays(quick: bool) -> tuple[float, ...]:
     return QUICK_DELAYS if quick else DELAYS
 
 
-class Fig15:
+class Fig15(MeasuredFigure):
     name = "fig15"
     title = "Iteration time vs delay on link 2-3"
-    kind = "measured"
 
     def cells(self, quick: bool) -> list[Cell]:
         faulty = [make_cell(self.name, m, LINKS, d, quick) for m in METHODS for d in delays(quick)]
         return [nofault_cell("1f1b", quick), nofault_cell("zb", quick), *faulty]
 
-    def estimate_seconds(self, quick: bool) -> float:
-        return estimate_seconds(self.cells(quick))
-
-    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
-        return None
-
     def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
-        data = gather(self.cells(False), self.cells(True), results_root, reference)
+        data = gather(self, results_root, reference)
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
         xs_all = sorted({0.0, *(c.result.cell.delay_s for c in data.comparisons)})
@@ -72,14 +64,12 @@ class Fig15:
         fig.text(0.01, 0.01, "0 ms: fig20's no-fault runs (PipeMorph-CPU and PipeMorph = ZB's)",
                  fontsize=6, color="#555555")
         legend(ax, fontsize=7)
-        out_dir = results_root / self.name
-        files = save(fig, out_dir, self.name)
         notes = [
             *data.notes(),
             "0 ms: fig20's healthy cells; PipeMorph-CPU and PipeMorph reuse ZB's "
             "(no fault = no offload, healthy ZB schedule)",
         ]
-        return build_report(self.name, out_dir, files, data.comparisons, notes)
+        return save_report(self.name, results_root, fig, data.comparisons, notes)
 
 
 def _point(data: Measured, method: str, delay_s: float) -> Comparison | None:

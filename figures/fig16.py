@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.base import FigureReport, Progress
+from figures.base import FigureReport
 from figures.cells import Cell, links_key
-from figures.measured import estimate_seconds, make_cell
-from figures.style import grouped_bars, legend, pyplot, save
-from figures.table import build_report, gather
+from figures.measured import MeasuredFigure, make_cell
+from figures.style import grouped_bars, legend, pyplot
+from figures.table import bar_values, gather, save_report
 
 METHODS = ("1f1b", "zb", "pipemorph-cpu", "pipemorph")
 LINK_SETS = (((0, 1),), ((2, 3),))
@@ -20,10 +20,9 @@ def group_name(links: tuple[tuple[int, int], ...], delay_s: float) -> str:
     return f"link {links_key(links).replace('_', '-')}, {delay_s * 1000:g} ms"
 
 
-class Fig16:
+class Fig16(MeasuredFigure):
     name = "fig16"
     title = "First vs last link slow"
-    kind = "measured"
 
     def cells(self, quick: bool) -> list[Cell]:
         # Quick keeps both delays (the figure's point) and shortens the runs instead.
@@ -34,29 +33,17 @@ class Fig16:
             for m in METHODS
         ]
 
-    def estimate_seconds(self, quick: bool) -> float:
-        return estimate_seconds(self.cells(quick))
-
-    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
-        return None
-
     def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
-        data = gather(self.cells(False), self.cells(True), results_root, reference)
+        data = gather(self, results_root, reference)
         groups = [group_name(links, d) for links in LINK_SETS for d in DELAYS]
-        values, ref = {}, {}
-        for c in data.comparisons:
-            key = (group_name(c.result.cell.links, c.result.cell.delay_s), c.result.cell.method)
-            values[key] = (c.result.iteration_time_s, c.result.std_s)
-            ref[key] = data.scaled_reference(c)
+        values, ref = bar_values(data, lambda c: group_name(c.links, c.delay_s))
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6.4, 3.4))
         grouped_bars(ax, groups, list(METHODS), values, ref)
         ax.set_ylabel("iteration time (s)")
         ax.set_title(f"{self.title} ({data.tf_text})", fontsize=9)
         legend(ax, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.14))
-        out_dir = results_root / self.name
-        files = save(fig, out_dir, self.name)
-        return build_report(self.name, out_dir, files, data.comparisons, data.notes())
+        return save_report(self.name, results_root, fig, data.comparisons, data.notes())
 
 
 FIGURE = Fig16()

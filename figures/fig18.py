@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from figures.base import FigureReport, Progress
+from engine.oplog import LAST_ITERATIONS
+from figures.base import FigureReport
 from figures.cells import Cell
-from figures.measured import estimate_seconds, make_cell
-from figures.style import grouped_bars, legend, pyplot, save
-from figures.table import build_report, gather
+from figures.measured import MeasuredFigure, make_cell
+from figures.style import grouped_bars, legend, pyplot
+from figures.table import bar_values, gather, save_report
 
 METHODS = ("1f1b", "zb", "pipemorph-cpu", "pipemorph")
 LINKS = ((2, 3),)
@@ -26,30 +27,23 @@ def group_name(delay_s: float) -> str:
     return f"{delay_s * 1000:g} ms"
 
 
-class Fig18:
+class Fig18(MeasuredFigure):
     name = "fig18"
     title = "Iteration time and bubble rate, link 2-3"
-    kind = "measured"
 
     def cells(self, quick: bool) -> list[Cell]:
         ds = QUICK_DELAYS if quick else DELAYS
         return [make_cell(CELLS_FIGURE, m, LINKS, d, quick) for d in ds for m in METHODS]
 
-    def estimate_seconds(self, quick: bool) -> float:
-        return estimate_seconds(self.cells(quick))
-
-    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
-        return None
-
     def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
-        data = gather(self.cells(False), self.cells(True), results_root, reference)
+        data = gather(self, results_root, reference)
         groups = sorted({c.result.cell.delay_s for c in data.comparisons})
-        times, bubbles, ref = {}, {}, {}
-        for c in data.comparisons:
-            key = (group_name(c.result.cell.delay_s), c.result.cell.method)
-            times[key] = (c.result.iteration_time_s, c.result.std_s)
-            bubbles[key] = (c.result.bubble_rate * 100, math.nan)
-            ref[key] = data.scaled_reference(c)
+        times, ref = bar_values(data, lambda c: group_name(c.delay_s))
+        bubbles = {
+            (group_name(c.result.cell.delay_s), c.result.cell.method):
+                (c.result.bubble_rate * 100, math.nan)
+            for c in data.comparisons
+        }
         names = [group_name(d) for d in groups]
         plt = pyplot()
         fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(8.0, 3.4))
@@ -61,13 +55,12 @@ class Fig18:
         ax_b.set_ylabel("bubble rate (%)")
         ax_b.set_xlabel("delay on link 2-3")
         fig.suptitle(self.title, fontsize=9)
-        out_dir = results_root / self.name
-        files = save(fig, out_dir, self.name)
         notes = [
             *data.notes(),
-            "bubble rate = 1 - busy compute time / (stages x iteration time), last 5 iterations",
+            "bubble rate = 1 - busy compute time / (stages x iteration time), "
+            f"last {LAST_ITERATIONS} iterations",
         ]
-        return build_report(self.name, out_dir, files, data.comparisons, notes)
+        return save_report(self.name, results_root, fig, data.comparisons, notes)
 
 
 FIGURE = Fig18()

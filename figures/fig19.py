@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from figures.base import FigureReport, Progress
-from figures.cells import Cell
-from figures.simulated import read_data, report, write_data
+from figures.simulated import SimulatedFigure, read_data, report, write_data
 from figures.style import METHOD_COLORS, pyplot, save
 
 HEURISTICS = ("pipemorph", "pipemorph+")
@@ -111,15 +110,12 @@ def summarize(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-class Fig19:
+class Fig19(SimulatedFigure):
     name = "fig19"
     title = "Heuristic vs ILP: gap to the ILP and runtime"
-    kind = "simulated"
-
-    def cells(self, quick: bool) -> list[Cell]:
-        return []
 
     def estimate_seconds(self, quick: bool) -> float:
+        """Per instance size: the measured solve time, capped by the ILP time limits."""
         cfg = QUICK if quick else FULL
         per_size = len(cfg.granularities) * cfg.repeats
         worst = 2 * cfg.time_limit_s + 2

@@ -5,33 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from figures.base import FigureReport, Progress
-from figures.cells import Cell
-from figures.simulated import cell_json, read_data, report, row, run_json, write_data
+from figures.simulated import (
+    SimulatedFigure,
+    cell_json,
+    read_data,
+    report,
+    row,
+    run_json,
+    simulate_uniform,
+    write_data,
+)
 from figures.style import pyplot, save
 from figures.timeline import draw_iteration
 
 STAGES, MICROBATCHES, COST_MS = 4, 12, 10.0
 
 
-class Fig4:
+class Fig4(SimulatedFigure):
     name = "fig4"
     title = "Ideal ZB schedule (S=4, N=12, 10 ms ops)"
-    kind = "simulated"
-
-    def cells(self, quick: bool) -> list[Cell]:
-        return []
-
-    def estimate_seconds(self, quick: bool) -> float:
-        return 1.0
 
     def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
-        from engine.planner.costs import StageCosts
-        from engine.planner.generators import generate
-        from engine.planner.simulate import simulate
-
-        costs = StageCosts.uniform(STAGES, COST_MS, COST_MS, COST_MS)
+        """Simulates the healthy ZB schedule into the data file."""
         delays = (0.0,) * (STAGES - 1)
-        result = simulate(generate("zb", STAGES, MICROBATCHES, costs), costs, delays)
+        result = simulate_uniform("zb", STAGES, MICROBATCHES, COST_MS, delays)
         write_data(fig_dir, self.name, {"runs": [run_json("ZB, healthy", delays, result)]})
         if progress:
             progress(1, 1)
@@ -45,7 +42,7 @@ class Fig4:
         ax.set_title(f"{self.title}: T = {run['iteration_time_ms']:g} ms, "
                      f"bubble rate {run['bubble_rate'] * 100:.1f}%", fontsize=9)
         files = save(fig, Path(results_root) / self.name, self.name)
-        notes = [f"warm-up forwards per stage {run['warmup']} (PAPER.md: 7,5,3,1)"]
+        notes = [f"warm-up forwards per stage {run['warmup']} (the paper's Fig. 4: 7,5,3,1)"]
         cells = [cell_json("zb", run["delays_ms"], run["iteration_time_ms"])]
         return report(self.name, files, [row(run)], cells, notes)
 

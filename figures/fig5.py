@@ -6,37 +6,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from figures.base import FigureReport, Progress
-from figures.cells import Cell
 from figures.fig4 import COST_MS, MICROBATCHES, STAGES
-from figures.simulated import cell_json, read_data, report, row, run_json, write_data
+from figures.simulated import (
+    SimulatedFigure,
+    cell_json,
+    read_data,
+    report,
+    row,
+    run_json,
+    simulate_uniform,
+    write_data,
+)
 from figures.style import pyplot, save
 from figures.timeline import draw_iteration
 
 DELAYS_MS = (10.0, 20.0)
 
 
-class Fig5:
+class Fig5(SimulatedFigure):
     name = "fig5"
     title = "ZB replayed with a slow link 0-1"
-    kind = "simulated"
-
-    def cells(self, quick: bool) -> list[Cell]:
-        return []
-
-    def estimate_seconds(self, quick: bool) -> float:
-        return 1.0
 
     def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
-        from engine.planner.costs import StageCosts
-        from engine.planner.generators import generate
-        from engine.planner.simulate import simulate
-
-        costs = StageCosts.uniform(STAGES, COST_MS, COST_MS, COST_MS)
-        schedule = generate("zb", STAGES, MICROBATCHES, costs)
+        """Replays the healthy ZB plan (zb plans healthy) under each delay on link 0-1."""
         runs = []
         for i, c in enumerate(DELAYS_MS):
             delays = (c,) + (0.0,) * (STAGES - 2)
-            runs.append(run_json(f"ZB, {c:g} ms on link 0-1", delays, simulate(schedule, costs, delays)))
+            result = simulate_uniform("zb", STAGES, MICROBATCHES, COST_MS, delays)
+            runs.append(run_json(f"ZB, {c:g} ms on link 0-1", delays, result))
             if progress:
                 progress(i + 1, len(DELAYS_MS))
         write_data(fig_dir, self.name, {"runs": runs})
@@ -56,7 +53,7 @@ class Fig5:
         files = save(fig, Path(results_root) / self.name, self.name)
         cells = [cell_json("zb", r["delays_ms"], r["iteration_time_ms"]) for r in runs]
         notes = ["the healthy ZB order replayed under the delay (ZB does not adapt); "
-                 "PAPER.md: T = 400, 440 ms"]
+                 "the paper's Fig. 5: T = 400, 440 ms"]
         return report(self.name, files, [row(r) for r in runs], cells, notes)
 
 

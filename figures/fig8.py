@@ -8,8 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from figures.base import FigureReport, Progress
-from figures.cells import Cell
-from figures.simulated import read_data, report, write_data
+from figures.simulated import SimulatedFigure, read_data, report, write_data
 from figures.style import legend, pyplot, save
 
 STAGES, MICROBATCHES, COST_MS = 2, 30, 10.0
@@ -19,16 +18,10 @@ QUICK_C_MS = tuple(float(c) for c in range(0, 53, 4))
 _COLORS = ("#0072B2", "#009E73", "#E69F00", "#CC79A7", "#D55E00")
 
 
-class Fig8:
+class Fig8(SimulatedFigure):
     name = "fig8"
     title = "Accumulated delay and bubble rate vs link delay (S=2, N=30)"
-    kind = "simulated"
-
-    def cells(self, quick: bool) -> list[Cell]:
-        return []
-
-    def estimate_seconds(self, quick: bool) -> float:
-        return 2.0
+    estimate_s = 2.0
 
     def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
         from engine.planner.costs import StageCosts

@@ -1,24 +1,23 @@
 """Reading a figure's measured cells back from the results store.
 
 A cell lives in ``<results>/<cell.figure>/<cell.rel_dir>/`` with ``stage<s>.jsonl`` op logs
-(``engine.oplog``) and ``cell.json`` (``{"status": "done"|"failed"|"interrupted", ...}``).
-Iteration time is PAPER.md section 5's: per iteration the max over stages of the last op end
-on the shared clock, then mean and standard deviation of the last 5 iterations. Pure reading.
+(``engine.oplog``) and ``cell.json`` (``{"status": "done"|"failed"|"interrupted", "reason",
+"spec"}``). Iteration time is the paper's (section 5): per iteration the max over stages of the
+last op end on the shared clock, then mean and standard deviation of the last
+``LAST_ITERATIONS`` iterations. Pure reading, plus ``MeasuredFigure``, the measured figures' base.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.oplog import COMPUTE_OPS, iteration_times_ms, read_records, summarize
-from figures.cells import Cell, delay_key, links_key
-
-LAST_ITERATIONS = 5
+from engine.oplog import COMPUTE_OPS, LAST_ITERATIONS, iteration_times_ms, read_records, summarize
+from figures.base import Progress
+from figures.cells import CELL_JSON, Cell, cell_folder, delay_key, links_key, read_cell_json, same_spec
 
 
 @dataclass(frozen=True)
@@ -57,24 +56,14 @@ def _num(x: float) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
 
-def cell_dir(results_root: Path, cell: Cell) -> Path:
-    """Where the orchestration writes ``cell`` (the same rule as ``pmctl.results.cell_dir``;
-    figures never import pmctl)."""
-    return Path(results_root) / cell.figure / str(cell.rel_dir)
-
-
 def read_status(path: Path) -> tuple[str, str]:
     """(status, reason) from a cell folder's ``cell.json``; ("missing", ...) without one."""
-    meta = path / "cell.json"
-    if not meta.is_file():
-        return "missing", "not run" if not path.exists() else "no cell.json"
-    try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        return "missing", f"unreadable cell.json ({exc.__class__.__name__})"
-    status = str(data.get("status", "missing"))
-    reason = str(data.get("error") or data.get("reason") or "")
-    return status, reason
+    record = read_cell_json(path)
+    if record is None:
+        if not path.exists():
+            return "missing", "not run"
+        return "missing", "unreadable cell.json" if (path / CELL_JSON).exists() else "no cell.json"
+    return str(record.get("status", "missing")), str(record.get("reason") or "")
 
 
 def forward_ms(records: list[dict[str, Any]]) -> float:
@@ -100,7 +89,7 @@ def bubble_rates(records: list[dict[str, Any]], times_ms: dict[int, float]) -> d
 
 def read_cell(results_root: Path, cell: Cell) -> CellResult:
     """The cell's numbers from its op logs, with its status from ``cell.json``."""
-    path = cell_dir(results_root, cell)
+    path = cell_folder(results_root, cell)
     status, reason = read_status(path)
     nan = math.nan
     if status != "done":
@@ -156,9 +145,14 @@ def make_cell(
     )
 
 
+def nofault_cell(method: str, quick: bool = False) -> Cell:
+    """fig20's healthy run of ``method`` (fig15 reuses the 1f1b and zb ones for its 0 ms point)."""
+    return make_cell("fig20", method, (), 0.0, quick)
+
+
 def zb_nofault_cell(quick: bool = False) -> Cell:
     """fig20's healthy ZB cell: the denominator of every "vs ZB no-fault" ratio."""
-    return make_cell("fig20", "zb", (), 0.0, quick)
+    return nofault_cell("zb", quick)
 
 
 def estimate_seconds(cells: list[Cell]) -> float:
@@ -173,12 +167,34 @@ def estimate_seconds(cells: list[Cell]) -> float:
 
 
 def choose_cells(full: list[Cell], quick: list[Cell], results_root: Path) -> list[Cell]:
-    """The cells ``plot`` draws: the full set, unless only the quick set's cells were run
-    (then a quick run's plot does not list the full set's delays as missing)."""
-    quick_dirs = {cell_dir(results_root, c) for c in quick}
-    full_only = [c for c in full if cell_dir(results_root, c) not in quick_dirs]
-    if any(cell_dir(results_root, c).exists() for c in full_only):
-        return full
-    if any(d.exists() for d in quick_dirs):
+    """The cells ``plot`` draws: the full set, unless only quick results are stored (then a
+    quick run's plot does not list the full set's delays as missing). A stored result counts
+    for the set whose spec it was run with: quick and full cells can share a folder."""
+
+    def ran(cells: list[Cell]) -> bool:
+        return any(same_spec(c, read_cell_json(cell_folder(results_root, c))) for c in cells)
+
+    if not ran(full) and ran(quick):
         return quick
     return full
+
+
+class MeasuredFigure:
+    """Base of the measured figures: they declare ``cells`` and draw ``plot`` from the results
+    store; ``pmctl run`` runs the cells, so there is nothing to compute."""
+
+    name: str
+    title: str
+    kind = "measured"
+
+    def cells(self, quick: bool) -> list[Cell]:
+        """The cells to run (full or quick run shape)."""
+        raise NotImplementedError
+
+    def estimate_seconds(self, quick: bool) -> float:
+        """Rough ``pmctl run`` wall time of this figure's cells."""
+        return estimate_seconds(self.cells(quick))
+
+    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
+        """Nothing: a measured figure's numbers come from its cells' op logs."""
+        return None

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.methods import UnknownMethodError, resolve_method
+from engine.oplog import LAST_ITERATIONS
 
 _ITER_RE = re.compile(r"^\[RANK(\d+)\] Iteration (\d+)")
 _NUM = r"([-\d.eE+]+)"
@@ -35,7 +36,6 @@ _OP_RE = re.compile(
 _LOG_RE = re.compile(r"^GPU\d+_rank(\d+)(_CPU|_1F1B)?\.log$")
 # Timestamps above this are wall-clock epoch milliseconds, not a per-iteration clock.
 _EPOCH_MS = 1e9
-LAST_ITERATIONS = 5
 
 
 class ArtifactTreeError(ValueError):

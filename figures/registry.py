@@ -52,11 +52,12 @@ def get_figure(name: str) -> Figure:
 def plot_figure(name: str, results_root: Path, reference: Path | None = None) -> FigureReport:
     """Renders figure ``name`` from ``results_root`` (measured figures first get the per-cell
     timelines their finished cells lack)."""
-    from figures.measured import cell_dir, choose_cells
+    from figures.cells import cell_folder
+    from figures.measured import choose_cells
     from figures.timeline import ensure_timelines
 
     figure = get_figure(name)
     if figure.kind == "measured":
         cells = choose_cells(figure.cells(False), figure.cells(True), results_root)
-        ensure_timelines([cell_dir(results_root, c) for c in cells])
+        ensure_timelines([cell_folder(results_root, c) for c in cells])
     return figure.plot(results_root, reference)

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from figures.base import FigureReport, Progress
-from figures.cells import Cell
-from figures.simulated import read_data, report, write_data
+from figures.simulated import SimulatedFigure, read_data, report, simulate_uniform, write_data
 from figures.style import METHOD_COLORS, METHOD_MARKERS, label, legend, pyplot, save
 
 STAGES, MICROBATCHES, COST_MS = 4, 30, 10.0
@@ -21,34 +20,21 @@ def _delays(c: float) -> tuple[float, ...]:
     return tuple(c if i == SLOW_LINK else 0.0 for i in range(STAGES - 1))
 
 
-class SimCompare:
+class SimCompare(SimulatedFigure):
     name = "sim-compare"
     title = "Simulated iteration time vs delay on link 2-3 (S=4, N=30, 10 ms ops)"
-    kind = "simulated"
-
-    def cells(self, quick: bool) -> list[Cell]:
-        return []
-
-    def estimate_seconds(self, quick: bool) -> float:
-        return 3.0
+    estimate_s = 3.0
 
     def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
-        from engine.planner.costs import StageCosts
-        from engine.planner.generators import generate
-        from engine.planner.simulate import simulate
-
-        costs = StageCosts.uniform(STAGES, COST_MS, COST_MS, COST_MS)
-        static = {m: generate(m, STAGES, MICROBATCHES, costs) for m in ("1f1b", "zb")}
+        """Per delay: 1F1B and ZB replay their healthy plans, PipeMorph re-plans for it."""
         cs = QUICK_C_MS if quick else C_MS
         times: dict[str, list[float]] = {m: [] for m in METHODS}
         warmups: list[list[int]] = []
         for i, c in enumerate(cs):
-            d = _delays(c)
-            for m, schedule in static.items():
-                times[m].append(simulate(schedule, costs, d).iteration_time)
-            adapted = simulate(generate("pipemorph", STAGES, MICROBATCHES, costs, plan_delays=d), costs, d)
-            times["pipemorph"].append(adapted.iteration_time)
-            warmups.append(adapted.warmup)
+            results = {m: simulate_uniform(m, STAGES, MICROBATCHES, COST_MS, _delays(c)) for m in METHODS}
+            for m, result in results.items():
+                times[m].append(result.iteration_time)
+            warmups.append(results["pipemorph"].warmup)
             if progress:
                 progress(i + 1, len(cs))
         write_data(fig_dir, self.name, {"c_ms": list(cs), "time_ms": times, "pipemorph_warmup": warmups})

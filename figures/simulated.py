@@ -1,5 +1,6 @@
-"""What the simulated figures (4, 5, 8, sim-compare) share: their data file, simulator ops as
-timeline records, and the report/JSON cells of a simulated figure.
+"""What the simulated figures (4, 5, 8, 19, sim-compare) share: the ``SimulatedFigure`` base,
+planner scenarios, their data file, simulator ops as timeline records, and the report/JSON
+cells of a simulated figure.
 
 ``compute`` writes ``<fig_dir>/<fig>.data.json`` (planner output, no plotting); ``plot`` reads
 it back, so ``pmctl plot`` never re-simulates and tells the user to run the figure first.
@@ -11,12 +12,52 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.jsonio import write_json_atomic
 from figures.base import FigureReport
+from figures.cells import Cell
 
 if TYPE_CHECKING:  # the planner is imported only when a figure is computed
-    from engine.planner.simulate import SimResult
+    from engine.planner.simulate import SimResult, TimedOp
 
 COLUMNS = ["what", "link delays (ms)", "iteration time (ms)", "bubble rate", "warm-up", "peak activations"]
+
+
+class SimulatedFigure:
+    """Base of the simulated figures: no measured cells; ``compute`` writes the data file."""
+
+    name: str
+    title: str
+    kind = "simulated"
+    estimate_s = 1.0  # rough ``pmctl run`` wall time
+
+    def cells(self, quick: bool) -> list[Cell]:
+        """None: a simulated figure runs nothing on the cluster."""
+        return []
+
+    def estimate_seconds(self, quick: bool) -> float:
+        """Rough wall time of ``compute``."""
+        return self.estimate_s
+
+
+def simulate_uniform(
+    schedule: str, stages: int, microbatches: int, cost_ms: float, delays: tuple[float, ...]
+) -> SimResult:
+    """``schedule`` with every op ``cost_ms``, planned as ``pmctl simulate`` plans it (zb and
+    1f1b for a healthy pipeline, the adaptive ones for ``delays``) and replayed under ``delays``."""
+    from engine.planner.costs import StageCosts
+    from engine.planner.scenario import Scenario, run_scenario
+
+    costs = StageCosts.uniform(stages, cost_ms, cost_ms, cost_ms)
+    return run_scenario(Scenario(schedule, stages, microbatches, costs, tuple(delays))).result
+
+
+def op_records(ops: list[TimedOp]) -> list[dict[str, Any]]:
+    """Simulator ops in the op-log record shape ``figures.timeline`` draws (iteration 0, ms)."""
+    return [
+        {"kind": "op", "iter": 0, "stage": t.stage, "op": t.op.kind.value, "mb": t.op.mb,
+         "start_ms": t.start, "end_ms": t.end}
+        for t in ops
+    ]
 
 
 class MissingDataError(ValueError):
@@ -24,17 +65,13 @@ class MissingDataError(ValueError):
 
 
 def data_path(fig_dir: Path, name: str) -> Path:
+    """Where a simulated figure keeps its numbers: ``<fig_dir>/<name>.data.json``."""
     return Path(fig_dir) / f"{name}.data.json"
 
 
 def write_data(fig_dir: Path, name: str, data: dict[str, Any]) -> Path:
     """Writes the figure's numbers atomically."""
-    path = data_path(fig_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_json_atomic(data_path(fig_dir, name), data)
 
 
 def read_data(results_root: Path, name: str) -> dict[str, Any]:
@@ -55,11 +92,7 @@ def run_json(label: str, delays: tuple[float, ...], result: SimResult) -> dict[s
         "warmup": list(result.warmup),
         "peak_activations": list(result.peak_activations),
         "schedule": result.schedule.to_lists(),
-        "ops": [
-            {"kind": "op", "iter": 0, "stage": t.stage, "op": t.op.kind.value, "mb": t.op.mb,
-             "start_ms": t.start, "end_ms": t.end}
-            for t in result.ops
-        ],
+        "ops": op_records(result.ops),
     }
 
 
@@ -93,7 +126,6 @@ def report(
     columns: list[str] | None = None,
 ) -> FigureReport:
     """The report of a simulated figure, after writing ``<fig>.json`` beside its plot."""
-    out = files[0].parent / f"{name}.json"
     body = {"figure": name, "cells": cells, "notes": notes}
-    out.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+    out = write_json_atomic(files[0].parent / f"{name}.json", body)
     return FigureReport(name, [*files, out], columns or COLUMNS, rows, cells, [], notes)

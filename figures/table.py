@@ -1,20 +1,23 @@
 """The numbers behind a measured figure: speedups vs ZB, ratios to the no-fault ZB run, the
 artifact's same ratios, and how they become the terminal table, ``<fig>.json`` and the
-``pmctl plot --json`` cells. ``gather`` reads a figure's cells once for its plot.
+``pmctl plot --json`` cells. ``gather`` reads a figure's cells once for its plot;
+``bar_values`` and ``save_report`` are the measured figures' shared plotting steps.
 """
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.jsonio import write_json_atomic
 from figures.base import FigureReport
 from figures.cells import Cell, links_key
 from figures.measured import (
     CellResult,
+    MeasuredFigure,
     choose_cells,
     measured_forward_ms,
     read_cell,
@@ -22,7 +25,7 @@ from figures.measured import (
     zb_nofault_cell,
 )
 from figures.reference import ReferenceCell, baseline, load_reference, lookup
-from figures.style import label
+from figures.style import label, save
 
 COLUMNS = [
     "method", "links", "delay ms", "time s", "std s", "speedup vs ZB",
@@ -152,11 +155,7 @@ def build_report(
     extra: dict[str, Any] | None = None,
 ) -> FigureReport:
     """Writes ``<fig>.json`` next to the plot and returns the report for the terminal."""
-    numbers = out_dir / f"{name}.json"
-    tmp = numbers.with_suffix(".json.tmp")
-    body = numbers_json(name, comparisons, extra or {})
-    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(numbers)
+    numbers = write_json_atomic(out_dir / f"{name}.json", numbers_json(name, comparisons, extra or {}))
     results = [c.result for c in comparisons]
     return FigureReport(
         figure=name,
@@ -219,13 +218,37 @@ class Measured:
         return out
 
 
-def gather(
-    full: list[Cell], quick: list[Cell], results_root: Path, reference: Path | None
-) -> Measured:
+def gather(figure: MeasuredFigure, results_root: Path, reference: Path | None) -> Measured:
     """Reads the figure's cells (full set, or quick set when only that ran) and compares them."""
-    cells = choose_cells(full, quick, results_root)
+    cells = choose_cells(figure.cells(False), figure.cells(True), results_root)
     results = read_cells(results_root, cells)
     zb = next((r for r in results if r.cell.method == "zb" and r.cell.healthy), None)
     zb = zb or read_cell(results_root, zb_nofault_cell())
     ref = load_reference(reference)
     return Measured(compare(results, zb, ref), zb, measured_forward_ms(results), ref is not None)
+
+
+Bars = dict[tuple[str, str], tuple[float, float]]
+
+
+def bar_values(
+    data: Measured, group: Callable[[Cell], str]
+) -> tuple[Bars, dict[tuple[str, str], float]]:
+    """``grouped_bars``' inputs: (group, method) -> (time s, std s), and -> the scaled artifact
+    value, with ``group`` naming each cell's group."""
+    values: Bars = {}
+    ref: dict[tuple[str, str], float] = {}
+    for c in data.comparisons:
+        key = (group(c.result.cell), c.result.cell.method)
+        values[key] = (c.result.iteration_time_s, c.result.std_s)
+        ref[key] = data.scaled_reference(c)
+    return values, ref
+
+
+def save_report(
+    name: str, results_root: Path, fig: Any, comparisons: list[Comparison], notes: list[str]
+) -> FigureReport:
+    """Saves the plot to ``<results_root>/<name>/`` and writes ``<name>.json`` beside it."""
+    out_dir = Path(results_root) / name
+    files = save(fig, out_dir, name)
+    return build_report(name, out_dir, files, comparisons, notes)

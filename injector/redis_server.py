@@ -172,13 +172,7 @@ class RedisServer:
     def _answers_ping(self) -> bool:
         import redis
 
-        client = redis.Redis(
-            host=_LOOPBACK,
-            port=self.port,
-            password=self.password,
-            socket_timeout=1.0,
-            retry=_no_retry(),
-        )
+        client = self._client(1.0)
         try:
             return bool(client.ping())
         except redis.exceptions.ConnectionError:
@@ -191,13 +185,7 @@ class RedisServer:
         if self._proc is not None:
             import redis
 
-            client = redis.Redis(
-                host=_LOOPBACK,
-                port=self.port,
-                password=self.password,
-                socket_timeout=2.0,
-                retry=_no_retry(),
-            )
+            client = self._client(2.0)
             try:
                 client.shutdown(nosave=True)
             except redis.exceptions.RedisError:
@@ -210,6 +198,18 @@ class RedisServer:
                 self._kill()
             self._proc = None
         self._cleanup_files()
+
+    def _client(self, timeout: float):
+        """A client of this server on loopback, with no client-side retry."""
+        import redis
+
+        return redis.Redis(
+            host=_LOOPBACK,
+            port=self.port,
+            password=self.password,
+            socket_timeout=timeout,
+            retry=_no_retry(),
+        )
 
     def _kill(self) -> None:
         if self._proc is None:

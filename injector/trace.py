@@ -75,7 +75,8 @@ class Fault:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:
         """Inverse of ``to_json`` (also accepts ``"inf"`` as a delay)."""
-        links = _parse_links_loose(str(data.get("links") or ""))
+        text = str(data.get("links") or "")
+        links = tuple(sorted(parse_link(x.strip()) for x in text.split(",") if x.strip()))
         crashed = bool(data.get("crashed", False))
         raw = data.get("delay_s")
         delay = math.inf if crashed or raw == "inf" else float(raw or 0.0)
@@ -192,34 +193,35 @@ def _parse_delay(text: str, lineno: int) -> float:
     return delay
 
 
+def parse_link(text: str, num_stages: int | None = None) -> Link:
+    """Parses one link ``A_B`` of adjacent stages (``3_2`` is ``(2, 3)``); with ``num_stages``
+    the link must exist. Raises ``TraceError`` with a one-line reason."""
+    parts = text.strip().split("_")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise TraceError(f"link {text!r} is not of the form A_B (e.g. 2_3)")
+    a, b = sorted(int(p) for p in parts)
+    if b != a + 1:
+        raise TraceError(f"link {text} does not join adjacent stages ({a} and {b})")
+    if num_stages is not None and b >= num_stages:
+        raise TraceError(
+            f"link {text} does not exist with {num_stages} stages "
+            f"(links are 0_1 .. {num_stages - 2}_{num_stages - 1})"
+            if num_stages > 1
+            else f"link {text} does not exist: a single stage has no links"
+        )
+    return (a, b)
+
+
 def _parse_links(text: str, lineno: int, num_stages: int) -> tuple[Link, ...]:
     if not text:
         return ()
     links: list[Link] = []
     for item in (x.strip() for x in text.split(",")):
-        parts = item.split("_")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise TraceError(f"line {lineno}: link {item!r} is not of the form A_B (e.g. 2_3)")
-        a, b = sorted(int(p) for p in parts)
-        if b != a + 1:
-            raise TraceError(
-                f"line {lineno}: link {item} joins non-adjacent stages {a} and {b}"
-            )
-        if b >= num_stages:
-            raise TraceError(
-                f"line {lineno}: link {item} is unknown with {num_stages} stages "
-                f"(links are 0_1 .. {num_stages - 2}_{num_stages - 1})"
-            )
-        if (a, b) in links:
+        try:
+            link = parse_link(item, num_stages)
+        except TraceError as exc:
+            raise TraceError(f"line {lineno}: {exc}") from None
+        if link in links:
             raise TraceError(f"line {lineno}: link {item} is listed twice")
-        links.append((a, b))
+        links.append(link)
     return tuple(sorted(links))
-
-
-def _parse_links_loose(text: str) -> tuple[Link, ...]:
-    """Links from already-validated text (the control plane's copy)."""
-    out = []
-    for item in filter(None, (x.strip() for x in text.split(","))):
-        a, b = sorted(int(p) for p in item.split("_"))
-        out.append((a, b))
-    return tuple(sorted(out))

@@ -17,12 +17,17 @@ import json
 import shlex
 import subprocess
 import sys
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from engine.jsonio import write_json_atomic
 from pmctl import runs
 from pmctl.errors import UserError
 from pmctl.fanout import describe, fanout
@@ -265,8 +270,4 @@ def setup_hosts(
 
 
 def _write_facts(host: Host, facts: dict[str, Any]) -> None:
-    p = facts_path(host)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
-    tmp.replace(p)
+    write_json_atomic(facts_path(host), facts)

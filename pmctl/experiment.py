@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from figures.cells import Cell
+from figures.cells import Cell, cell_folder
 from pmctl import runs
 from pmctl.errors import UserError
 from pmctl.fanout import fanout, raise_first
 from pmctl.launcher import CellInterrupted, CellOutcome, LaunchOptions, run_cell
 from pmctl.matrix import Selection, resolve_figures, select_cells
-from pmctl.results import cell_dir, cell_status, is_done, sweep_staging
+from pmctl.results import DONE, cell_status, is_done, sweep_staging
 from pmctl.session import Session
 
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
@@ -97,7 +97,7 @@ def execute(session: Session, req: RunRequest, console: Console) -> int:
             all_task = progress.add_task("cells", total=len(cells))
             for cell in cells:
                 if not req.force and is_done(req.results_root, cell):
-                    outcomes.append(CellOutcome(cell, "skipped", cell_dir(req.results_root, cell), reason="done"))
+                    outcomes.append(CellOutcome(cell, "skipped", cell_folder(req.results_root, cell), reason="done"))
                     progress.advance(all_task)
                     continue
                 label = f"{cell.figure}/{cell.rel_dir}"
@@ -139,8 +139,8 @@ def _print_plan(console: Console, simulated: list, cells: list[Cell], req: RunRe
         console.print(f"{name}: simulated, computed locally into {req.results_root / name}")
     table = Table("cell", "iterations", "fault at", "preset", "now", "action", title="pmctl run --dry-run")
     for c in cells:
-        now = cell_status(req.results_root, c) or "missing"
-        action = "skip" if now == "done" and not req.force else "run"
+        now = cell_status(req.results_root, c)
+        action = "skip" if now == DONE and not req.force else "run"
         table.add_row(f"{c.figure}/{c.rel_dir}", str(c.iterations), str(c.fault_at), c.preset, now, action)
     console.print(table)
 

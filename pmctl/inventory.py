@@ -13,15 +13,25 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pmctl.errors import UserError
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 ENV_VAR = "PMCTL_INVENTORY"
 DEFAULT_NAME = "inventory.toml"
+BUILTIN_NAME = "<built-in local cluster>"
+# The embedded local cluster (the same as the shipped inventory.toml), used when no inventory
+# file is found: an installed wheel carries no inventory.toml, and it must still work.
+BUILTIN_INVENTORY: dict[str, Any] = {
+    "cluster": {"name": "local", "transport": "local", "device": "cpu", "stages": 4},
+}
 
 _TRANSPORTS = ("local", "ssh")
 _DEVICES = ("cpu", "cuda")
@@ -93,27 +103,29 @@ class Inventory:
         return replace(self, hosts=tuple(h for h in self.hosts if h.name in names))
 
 
-def default_inventory_path(explicit: str | Path | None = None) -> Path:
+def default_inventory_path(explicit: str | Path | None = None) -> Path | None:
     """``--inventory`` if given, else ``$PMCTL_INVENTORY``, else ``./inventory.toml``, else
-    the packaged default (the embedded local cluster shipped at the project root)."""
+    None: the built-in local cluster (``BUILTIN_INVENTORY``)."""
     if explicit:
         return Path(explicit)
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
     local = Path.cwd() / DEFAULT_NAME
-    if local.exists():
-        return local
-    return Path(__file__).resolve().parent.parent / DEFAULT_NAME
+    return local if local.exists() else None
 
 
 def load_inventory(path: str | Path | None = None) -> Inventory:
-    """Reads and validates an inventory; any problem is one ``UserError`` naming the field."""
+    """Reads and validates an inventory (without a file: the built-in local cluster); any
+    problem is one ``UserError`` naming the field."""
     p = default_inventory_path(path)
+    if p is None:
+        return parse_inventory(BUILTIN_INVENTORY, Path(BUILTIN_NAME))
     if not p.is_file():
         raise UserError(
             "inventory file not found", str(p),
-            f"pass --inventory FILE or set {ENV_VAR}; the shipped inventory.toml is a template",
+            f"pass an existing file to --inventory or {ENV_VAR}; with neither (and no "
+            f"./{DEFAULT_NAME}) pmctl uses its built-in local cluster",
         )
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))

@@ -1,6 +1,7 @@
-"""Runs one cell on the cluster: trace, Redis on the master, torchrun per host (static node
-rank = host order), follow live, enforce the timeout, collect logs, write ``cell.json``, and
-stop everything started (process groups TERM then KILL, Redis, shared memory) whatever
+"""Runs one cell on the cluster: trace, Redis on the master, the stages (over SSH one torchrun
+agent per host, static node rank = host order; on the local cluster one torchrun agent for all
+stages, since every "host" is this machine), follow live, enforce the timeout, collect logs,
+write ``cell.json``, draw the cell's timeline, and stop everything started (process groups TERM then KILL, Redis, shared memory) whatever
 happened. Every start is recorded in the run ledger as soon as it returns, so ``pmctl stop``
 can clean up after a pmctl that was killed outright.
 """
@@ -8,6 +9,8 @@ can clean up after a pmctl that was killed outright.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import math
 import os
 import secrets
 import shlex
@@ -21,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from figures.cells import Cell
+from injector.control import PASSWORD_FILE_ENV
+from injector.redis_server import generate_password
+from injector.trace import Fault, Trace
 from pmctl import runs
 from pmctl.errors import UserError
 from pmctl.fanout import describe, fanout, raise_first
@@ -31,6 +37,8 @@ from pmctl.transport.base import ProcessHandle
 
 ENGINE_ENTRY = ("-m", "engine.train")
 CALL_TIMEOUT_S = 60.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,12 +83,38 @@ def _run_id(cell: Cell) -> str:
     return f"{safe}-{uuid.uuid4().hex[:8]}"
 
 
+def trace_text(cell: Cell) -> str:
+    """The artifact-compatible trace of a cell (``ITER;LINKS;DELAY``); empty when healthy."""
+    if cell.healthy:
+        return ""
+    crashed = math.isinf(cell.delay_s)
+    fault = Fault(links=cell.links, delay_s=cell.delay_s, crashed=crashed, since_iteration=cell.fault_at)
+    return Trace((fault,)).to_text()
+
+
+def single_agent(inv: Inventory) -> bool:
+    """Whether one torchrun agent starts every stage: on the local cluster all hosts are this
+    machine, so one agent (one torch import) replaces one agent per host."""
+    return inv.cluster.transport == "local" and inv.cluster.launcher == "torchrun"
+
+
+def launch_hosts(inv: Inventory) -> list[Host]:
+    """The hosts that start a stage process: the master alone with a single agent."""
+    return [inv.master] if single_agent(inv) else list(inv.hosts)
+
+
 def stage_command(
     inv: Inventory, host: Host, cell: Cell, run_dir: str, master_port: int,
     control_url: str, run_id: str, entry: tuple[str, ...],
 ) -> str:
     """The stage command line of one host (no secrets: those come through the env file)."""
-    if inv.cluster.launcher == "torchrun":
+    if single_agent(inv):
+        launch = [
+            host.python, "-m", "torch.distributed.run",
+            "--nnodes", "1", "--nproc-per-node", str(inv.stages),
+            "--master-addr", inv.master.address, "--master-port", str(master_port),
+        ]
+    elif inv.cluster.launcher == "torchrun":
         launch = [
             host.python, "-m", "torch.distributed.run",
             "--nnodes", str(inv.stages), "--node-rank", str(host.stage),
@@ -97,15 +131,15 @@ def stage_command(
         "--out", f"{run_dir}/out", "--delegates", str(cell.delegates),
         "--control", control_url, "--run-id", run_id,
     ]
-    if cell.trace_text():
+    if not cell.healthy:
         argv += ["--trace", f"{run_dir}/trace.txt"]
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def stage_env(inv: Inventory, host: Host, run_dir: str, run_id: str, master_port: int) -> dict[str, str]:
+def stage_env(inv: Inventory, host: Host, run_dir: str, master_port: int) -> dict[str, str]:
     """Environment of a stage: where the password file is, which NIC gloo/NCCL use, and for
     the direct launcher what torchrun would have set."""
-    env = {"PMCTL_CONTROL_PASSWORD_FILE": f"{run_dir}/password", "PMCTL_RUN_ID": run_id}
+    env = {PASSWORD_FILE_ENV: f"{run_dir}/password"}
     if host.interface:
         env["GLOO_SOCKET_IFNAME"] = host.interface
         env["NCCL_SOCKET_IFNAME"] = host.interface
@@ -134,7 +168,7 @@ class _CellRun:
         self.run_dirs = {h.name: f"{h.work_dir}/runs/{self.run_id}" for h in self.inv.hosts}
         self.stages: dict[str, ProcessHandle] = {}
         self.redis: ProcessHandle | None = None
-        self.password = secrets.token_hex(24)
+        self.password = generate_password()
         self.entry = runs.RunEntry(
             run_id=self.run_id, pmctl_pid=os.getpid(), inventory=str(self.inv.path),
             cell=cell.to_json(), started=_now(), remote_dirs=dict(self.run_dirs),
@@ -173,8 +207,9 @@ class _CellRun:
         # Absolute from here on: relative work dirs mean the cwd (local) or home (ssh).
         self.run_dirs[host.name] = d = r.stdout.strip()
         t.write_text(f"{d}/password", self.password + "\n")
-        if self.cell.trace_text():
-            t.write_text(f"{d}/trace.txt", self.cell.trace_text(), mode=0o644)
+        trace = trace_text(self.cell)
+        if trace:
+            t.write_text(f"{d}/trace.txt", trace, mode=0o644)
 
     def _start_redis(self, port: int) -> str:
         from injector.control import ControlClient, ControlPlaneError
@@ -222,10 +257,10 @@ class _CellRun:
                 self.inv, host, self.cell, d, master_port, url, self.run_id, self.opts.engine_entry
             )
             return self.s.transport(host).start(
-                "stage", cmd, stage_env(self.inv, host, d, self.run_id, master_port), d, self.token
+                "stage", cmd, stage_env(self.inv, host, d, master_port), d, self.token
             )
 
-        outcomes = fanout(list(self.inv.hosts), start, CALL_TIMEOUT_S, name=lambda h: h.name)
+        outcomes = fanout(launch_hosts(self.inv), start, CALL_TIMEOUT_S, name=lambda h: h.name)
         for o in outcomes:
             if o.ok:
                 self.stages[o.host] = o.value
@@ -246,17 +281,19 @@ class _CellRun:
 
     def _follow(self, progress: Progress | None) -> tuple[str, str, dict[str, int | None]]:
         deadline = time.monotonic() + self.opts.timeout_s
+        hosts = launch_hosts(self.inv)
         while True:
-            outcomes = fanout(list(self.inv.hosts), self._state, CALL_TIMEOUT_S, name=lambda h: h.name)
+            outcomes = fanout(hosts, self._state, CALL_TIMEOUT_S, name=lambda h: h.name)
             raise_first(outcomes, "checking the stages")
             states = {o.host: o.value for o in outcomes}
             codes = {name: rc for name, (rc, _alive) in states.items()}
-            for host in self.inv.hosts:
+            for host in hosts:
                 rc, alive = states[host.name]
+                what = self._what(host)
                 if rc is not None and rc != 0:
-                    return FAILED, f"stage {host.stage} on {host.name} exited with {rc}{self._err_tail(host)}", codes
+                    return FAILED, f"{what} exited with {rc}{self._err_tail(host)}", codes
                 if rc is None and not alive:
-                    return FAILED, f"stage {host.stage} on {host.name} died without an exit code (killed?)", codes
+                    return FAILED, f"{what} died without an exit code (killed?)", codes
             if all(rc == 0 for rc in codes.values()):
                 return DONE, "", codes
             if time.monotonic() > deadline:
@@ -264,6 +301,11 @@ class _CellRun:
             if progress is not None and self.control is not None:
                 progress(self._heartbeats())
             time.sleep(self.opts.poll_s)
+
+    def _what(self, host: Host) -> str:
+        if single_agent(self.inv):
+            return f"torchrun (stages 0-{self.inv.stages - 1}) on {host.name}"
+        return f"stage {host.stage} on {host.name}"
 
     def _heartbeats(self) -> dict[int, dict[str, Any]]:
         from injector.control import ControlPlaneError
@@ -300,9 +342,18 @@ class _CellRun:
         t = self.s.transport(host)
         d = shlex.quote(self.run_dirs[host.name])
         remote_tar = f"{self.run_dirs[host.name]}/collect.tgz"
+        handle = self.stages.get(host.name)
+        # The stage's streams, by their names relative to the run dir (hosts without a
+        # stage process, as with a single agent, only have op logs to give).
+        streams = {}
+        if handle is not None:
+            streams = {
+                "out": os.path.relpath(handle.out_path, self.run_dirs[host.name]),
+                "err": os.path.relpath(handle.err_path, self.run_dirs[host.name]),
+            }
+        names = " ".join(shlex.quote(n) for n in ("out", *streams.values()))
         r = t.run(
-            f"cd {d} && tar czf collect.tgz --ignore-failed-read out stage.out stage.err 2>/dev/null; "
-            f"test -f collect.tgz",
+            f"cd {d} && tar czf collect.tgz --ignore-failed-read {names} 2>/dev/null; test -f collect.tgz",
             CALL_TIMEOUT_S,
         )
         if not r.ok:
@@ -310,21 +361,18 @@ class _CellRun:
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "c.tgz"
             t.get(remote_tar, str(local))
-            with tarfile.open(local) as tar:
-                tar.extractall(Path(tmp) / "x", filter="data")
             x = Path(tmp) / "x"
+            with tarfile.open(local) as tar:
+                _extract_all(tar, x)
             for f in sorted(x.glob("out/*")):
                 f.replace(dest / f.name)
-            for stream in ("out", "err"):
-                src = x / f"stage.{stream}"
+            for stream, rel in streams.items():
+                src = x / rel
                 if src.exists():
                     src.replace(dest / f"{host.name}.std{stream}")
 
     def _remove_remote(self, host: Host) -> None:
-        d = shlex.quote(self.run_dirs[host.name])
-        self.s.transport(host).run(
-            f"rm -rf {d}; rm -rf /dev/shm/*{self.run_id}* 2>/dev/null; true", CALL_TIMEOUT_S
-        )
+        self.s.transport(host).run(runs.cleanup_cmd(self.run_dirs[host.name], self.run_id), CALL_TIMEOUT_S)
 
     # -- the whole cell -----------------------------------------------------------------
 
@@ -355,6 +403,8 @@ class _CellRun:
                 outcome = self._finish(staging, status, reason, codes, started, time.monotonic() - t0, follow_s)
         if interrupted:
             raise CellInterrupted(outcome)
+        if outcome.status == DONE:
+            _render_timeline(outcome.folder)  # after the shield: Ctrl-C may cut it short
         return outcome
 
     def _finish(
@@ -413,6 +463,31 @@ class _CellRun:
         for h in self.inv.hosts:
             out[h.name] = {"stage": h.stage, "address": h.address, "facts": self.s.facts(h)}
         return out
+
+
+def _extract_all(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extracts safely: the ``data`` filter where this Python has it (3.12, and 3.10.12 /
+    3.11.4 backports); older ones get the same refusal of absolute and escaping paths."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for m in tar.getmembers():
+        target = (dest / m.name).resolve()
+        if not (m.isfile() or m.isdir()) or (target != root and root not in target.parents):
+            raise tarfile.TarError(f"refusing to extract {m.name!r}")
+    tar.extractall(dest)
+
+
+def _render_timeline(folder: Path) -> None:
+    """Draws the cell's ``timeline.png``; best effort, a cell is complete without it."""
+    try:
+        # Imported here: matplotlib must not slow down pmctl's start (``pmctl --help``).
+        from figures.timeline import render_cell_timeline
+
+        render_cell_timeline(folder)
+    except Exception as exc:  # noqa: BLE001 - any drawing problem only costs the picture
+        log.warning("no timeline for %s: %s", folder, exc)
 
 
 def run_cell(session: Session, cell: Cell, opts: LaunchOptions, progress: Progress | None = None) -> CellOutcome:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from engine.methods import resolve_method
 from figures.base import Figure
-from figures.cells import Cell, links_key
+from figures.cells import Cell, cell_folder, links_key
+from injector.trace import TraceError, parse_link
 from pmctl.errors import UserError
-from pmctl.results import cell_dir
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,6 @@ def resolve_figures(names: list[str]) -> list[tuple[str, Figure]]:
             fig = get_figure(n)
         except UnknownFigureError as exc:
             raise UserError(str(exc), "pmctl run") from exc
-        except ImportError as exc:
-            if [x.lower() for x in names] == ["all"]:
-                continue  # a figure module not written yet
-            raise UserError(f"figure {n} is not available yet ({exc})", "pmctl run") from exc
         out.append((fig.name, fig))
     return out
 
@@ -70,10 +66,11 @@ def parse_links(text: str) -> str:
         return "none"
     pairs = []
     for part in t.split(","):
-        a, sep, b = part.partition("_")
-        if not sep or not a.isdigit() or not b.isdigit() or int(b) != int(a) + 1:
-            raise UserError(f"bad link {part!r}", "--links", "use adjacent stages like 2_3 or 0_1,2_3")
-        pairs.append((int(a), int(b)))
+        try:
+            # The stage count is the inventory's, unknown here: the engine checks it.
+            pairs.append(parse_link(part))
+        except TraceError as exc:
+            raise UserError(f"bad link {part!r}: {exc}", "--links", "use adjacent stages like 2_3 or 0_1,2_3") from exc
     return links_key(tuple(sorted(pairs)))
 
 
@@ -93,7 +90,7 @@ def select_cells(figures: list[tuple[str, Figure]], quick: bool, sel: Selection)
             if sel.delays_s and not any(_same(c.delay_s, d) for d in sel.delays_s):
                 continue
             c = _override(c, sel)
-            cells.setdefault(cell_dir(Path("."), c), c)
+            cells.setdefault(cell_folder(Path("."), c), c)
     return list(cells.values())
 
 

@@ -2,13 +2,13 @@
 
 A cell is written into a hidden staging folder beside its final place and renamed into place
 only when complete (``cell.json`` last), so a reader never sees half a cell. A cell whose
-``cell.json`` says ``done`` is finished: it is skipped unless ``--force``. Failed and
+``cell.json`` says ``done`` for exactly the requested spec is finished: it is skipped unless
+``--force``; a result of another spec (say a ``--quick`` run) is stale and re-run. Failed and
 interrupted cells are recorded too (with the reason) and re-run by the next ``pmctl run``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -16,33 +16,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from figures.cells import Cell
+from engine.jsonio import write_json_atomic
+from figures.cells import CELL_JSON, Cell, cell_folder, read_cell_json, same_spec
 
-CELL_JSON = "cell.json"
 DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
+STALE, MISSING = "stale", "missing"
 _STAGING = ".partial-"
 
 
-def cell_dir(results_root: Path, cell: Cell) -> Path:
-    """Final folder of a cell; the cell's ``figure`` field picks the figure folder."""
-    return Path(results_root) / cell.figure / Path(*cell.rel_dir.parts)
-
-
-def read_record(folder: Path) -> dict[str, Any] | None:
-    """The ``cell.json`` of a cell folder, or None when absent or unreadable."""
-    try:
-        return json.loads((Path(folder) / CELL_JSON).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def cell_status(results_root: Path, cell: Cell) -> str | None:
-    """``done`` / ``failed`` / ``interrupted``, or None when the cell was never run."""
-    rec = read_record(cell_dir(results_root, cell))
-    return rec.get("status") if rec else None
+def cell_status(results_root: Path, cell: Cell) -> str:
+    """``done`` / ``failed`` / ``interrupted`` for a result of exactly this cell's spec,
+    ``stale`` when the folder holds another spec's result (a ``--quick`` run, other
+    iterations...), ``missing`` when the cell was never run."""
+    rec = read_cell_json(cell_folder(results_root, cell))
+    if rec is None:
+        return MISSING
+    if not same_spec(cell, rec):
+        return STALE
+    return str(rec.get("status"))
 
 
 def is_done(results_root: Path, cell: Cell) -> bool:
+    """Whether this exact cell finished (a stale result does not count)."""
     return cell_status(results_root, cell) == DONE
 
 
@@ -71,16 +66,14 @@ class Staging:
     """A cell being written: ``path`` is a hidden sibling of the final folder."""
 
     def __init__(self, results_root: Path, cell: Cell) -> None:
-        self.final = cell_dir(results_root, cell)
+        self.final = cell_folder(results_root, cell)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.path = self.final.parent / f".{self.final.name}{_STAGING}{uuid.uuid4().hex[:8]}"
         self.path.mkdir()
 
     def commit(self, record: CellRecord) -> Path:
         """Writes ``cell.json`` and moves the folder into place, replacing an older attempt."""
-        tmp = self.path / f".{CELL_JSON}.tmp"
-        tmp.write_text(json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path / CELL_JSON)
+        write_json_atomic(self.path / CELL_JSON, record.to_json())
         old = None
         if self.final.exists():
             # rename(2) cannot replace a non-empty folder: move the old one aside first.
@@ -109,9 +102,9 @@ def sweep_staging(results_root: Path) -> int:
 
 
 def summarize_cells(results_root: Path, cells: list[Cell]) -> dict[str, int]:
-    """Counts of done / failed / interrupted / missing cells (for ``status`` and ``list``)."""
-    counts = {DONE: 0, FAILED: 0, INTERRUPTED: 0, "missing": 0}
+    """Counts of done / failed / interrupted / stale / missing cells (for ``status``)."""
+    counts = {DONE: 0, FAILED: 0, INTERRUPTED: 0, STALE: 0, MISSING: 0}
     for c in cells:
         s = cell_status(results_root, c)
-        counts[s if s in counts else "missing"] += 1
+        counts[s if s in counts else MISSING] += 1
     return counts

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.jsonio import write_json_atomic
 from pmctl.transport.base import ProcessHandle
 
 STATE_DIR_VAR = "PMCTL_STATE_DIR"
@@ -66,11 +68,7 @@ def load() -> RunEntry | None:
 
 def save(entry: RunEntry) -> None:
     """Atomically records ``entry`` (called after every start)."""
-    p = ledger_path()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entry.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    write_json_atomic(ledger_path(), entry.to_json())
 
 
 def clear(entry: RunEntry | None = None) -> None:
@@ -98,3 +96,8 @@ def pmctl_alive(pid: int) -> bool:
     except OSError:
         return False
     return b"pmctl" in cmdline
+
+
+def cleanup_cmd(run_dir: str, run_id: str) -> str:
+    """Shell command removing a run's remote folder and its shared-memory segments."""
+    return f"rm -rf {shlex.quote(run_dir)}; rm -rf /dev/shm/*{run_id}* 2>/dev/null; true"

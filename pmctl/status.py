@@ -81,15 +81,13 @@ def running() -> dict[str, Any] | None:
 
 
 def figure_rows(results_root: Path) -> list[dict[str, Any]]:
-    """Per measured figure: done / failed / interrupted / missing cells (full run shape)."""
+    """Per measured figure: done / failed / interrupted / stale / missing cells (full run
+    shape; stale = a result of another spec, e.g. ``--quick``)."""
     from figures.registry import figure_names, get_figure
 
     rows = []
     for name in figure_names():
-        try:
-            fig = get_figure(name)
-        except ImportError:
-            continue  # a figure module not written yet
+        fig = get_figure(name)
         if fig.kind != "measured":
             continue
         cells = fig.cells(False)

@@ -5,7 +5,6 @@ Idempotent: with nothing recorded it does nothing."""
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import time
 
@@ -38,7 +37,7 @@ def stop_recorded(session: Session, grace: float = 5.0) -> list[str]:
                 out.append(f"stopped {p.name} on {name} (pgid {p.pgid})")
         d = entry.remote_dirs.get(name)
         if d:
-            t.run(f"rm -rf {shlex.quote(d)}; rm -rf /dev/shm/*{entry.run_id}* 2>/dev/null; true", 60)
+            t.run(runs.cleanup_cmd(d, entry.run_id), 60)
         return out
 
     names = sorted({p.host for p in entry.processes} | set(entry.remote_dirs))

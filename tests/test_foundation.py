@@ -13,6 +13,7 @@ from engine.methods import METHODS, UnknownMethodError, resolve_method
 from engine.oplog import OpLogWriter, iteration_times_ms, read_records, summarize
 from engine.planner.ir import Op, OpKind, Schedule, ScheduleParseError
 from figures.cells import Cell
+from pmctl.launcher import trace_text
 
 
 def test_cli_imports_no_torch():
@@ -68,11 +69,12 @@ def test_schedule_text_round_trip():
 def test_cell_paths_and_trace():
     cell = Cell("fig17", "pipemorph", ((0, 1), (2, 3)), 0.06, fault_at=7)
     assert str(cell.rel_dir) == "pipemorph/0_1,2_3/0.06"
-    assert cell.trace_text() == "7;0_1,2_3;0.06\n"
+    assert trace_text(cell) == "7;0_1,2_3;0.06\n"
     healthy = Cell("fig20", "zb")
-    assert str(healthy.rel_dir) == "zb/none/0" and healthy.trace_text() == ""
+    assert str(healthy.rel_dir) == "zb/none/0" and trace_text(healthy) == ""
     crash = Cell("x", "pipemorph", ((1, 2),), math.inf)
     assert crash.to_json()["delay_s"] == "inf" and str(crash.rel_dir).endswith("/inf")
+    assert trace_text(crash) == "7;1_2;inf\n"
     json.dumps(cell.to_json())
 
 

@@ -6,5 +6,5 @@ Inputs: ``ir`` (ops and schedules), ``costs`` (per-stage costs), ``links`` (per-
 with a fixed warm-up). Planning: ``adapt`` (PipeMorph's warm-up rule), ``generators``
 (``generate``: 1f1b, zb, greedy, pipemorph, pipemorph+), ``improve`` (pipemorph+'s search),
 ``ilp`` (the optimum), ``validate``. Around them: ``scenario`` (what ``pmctl simulate``
-runs), ``instances`` (seeded random instances), ``timeline_text`` / ``timeline_plot``.
+runs), ``instances`` (seeded random instances), ``timeline_text`` (terminal timeline).
 """

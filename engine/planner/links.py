@@ -6,6 +6,7 @@ import math
 import re
 
 from engine.planner.errors import PlanningError
+from injector.trace import TraceError, parse_link
 
 _SPEC_RE = re.compile(r"^\s*(\d+)_(\d+)\s*=\s*(\S+)\s*$")
 
@@ -36,18 +37,10 @@ def parse_link_delays(specs: list[str], num_stages: int) -> tuple[float, ...]:
         m = _SPEC_RE.match(spec)
         if not m:
             raise PlanningError(f"delay {spec!r}: expected a_b=MS, e.g. 0_1=10")
-        a, b = int(m.group(1)), int(m.group(2))
-        if b != a + 1:
-            raise PlanningError(
-                f"delay {spec!r}: link {a}_{b} does not join adjacent stages (use a_b with b=a+1)"
-            )
-        if b >= num_stages:
-            raise PlanningError(
-                f"delay {spec!r}: link {a}_{b} does not exist with {num_stages} stages "
-                f"(links are 0_1 .. {num_stages - 2}_{num_stages - 1})"
-                if num_stages > 1
-                else f"delay {spec!r}: a single stage has no links"
-            )
+        try:
+            a, b = parse_link(f"{m.group(1)}_{m.group(2)}", num_stages)
+        except TraceError as exc:
+            raise PlanningError(f"delay {spec!r}: {exc}") from None
         if a in seen:
             raise PlanningError(f"delay {spec!r}: link {a}_{b} is given twice")
         value = parse_number(m.group(3), f"delay {spec!r}")

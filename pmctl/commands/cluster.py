@@ -110,9 +110,9 @@ def _render_status(console: Console, data: dict) -> None:
         for s, hb in run["stages"].items():
             t.add_row(s, f"{hb.get('iteration')}/{c['iterations']}", str(hb.get("phase")), f"{hb.get('last_iteration_ms') or 0:.1f}")
         console.print(t)
-    figs = Table("figure", "cells", "done", "failed", "interrupted", "missing")
+    figs = Table("figure", "cells", "done", "failed", "interrupted", "stale", "missing")
     for f in data["figures"]:
-        figs.add_row(f["figure"], str(f["cells"]), str(f["done"]), str(f["failed"]), str(f["interrupted"]), str(f["missing"]))
+        figs.add_row(f["figure"], str(f["cells"]), str(f["done"]), str(f["failed"]), str(f["interrupted"]), str(f["stale"]), str(f["missing"]))
     console.print(figs)
 
 

@@ -75,11 +75,7 @@ def list_figures(
     table = Table("figure", "kind", "cells", "estimate", "title")
     listed = []
     for name in figure_names():
-        try:
-            fig = get_figure(name)
-        except ImportError:
-            table.add_row(name, "-", "-", "-", "(not available yet)")
-            continue
+        fig = get_figure(name)
         fig_cells = fig.cells(quick)
         listed.append((name, fig_cells))
         est = fig.estimate_seconds(quick)

@@ -80,7 +80,7 @@ def plot(
     for name in figure_names() if everything else figures:
         try:
             reports.append(plot_figure(name, results, reference))
-        except (MissingDataError, ImportError) as exc:
+        except MissingDataError as exc:
             if not everything:
                 raise UserError(str(exc)) from exc
             typer.echo(f"skipped {name}: {exc}", err=True)

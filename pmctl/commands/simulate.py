@@ -29,28 +29,28 @@ def simulate(
     microbatches: Annotated[
         int, typer.Option("--microbatches", "-n", help="Micro-batches N.")
     ] = 12,
-    tf: Annotated[str, typer.Option(help="F cost: one number, or S numbers a,b,...")] = "10",
-    tb: Annotated[str, typer.Option(help="B cost (input gradient), same form.")] = "10",
-    tw: Annotated[str, typer.Option(help="W cost (weight gradient), same form.")] = "10",
+    tf: Annotated[str, typer.Option(help="F cost in ms: one number, or S numbers a,b,...")] = "10",
+    tb: Annotated[str, typer.Option(help="B cost (input gradient) in ms, same form.")] = "10",
+    tw: Annotated[str, typer.Option(help="W cost (weight gradient) in ms, same form.")] = "10",
     schedule: Annotated[str, typer.Option(help=f"Schedule: {', '.join(SCHEDULES)}.")] = "zb",
     delay: Annotated[
         Optional[list[str]],
-        typer.Option(help="Actual delay on a link, a_b=MS (b = a+1); repeatable."),
+        typer.Option(help="Actual delay on a link in ms, a_b=MS (b = a+1); repeatable."),
     ] = None,
     plan_delay: Annotated[
         Optional[list[str]],
         typer.Option(
-            help="Delay the schedule is planned for, a_b=MS; repeatable. Default: none for zb "
+            help="Delay the schedule is planned for, in ms, a_b=MS; repeatable. Default: none for zb "
             "and 1f1b, the --delay values for greedy, pipemorph, pipemorph+ and ilp."
         ),
     ] = None,
     time_limit: Annotated[float, typer.Option(help="ILP time limit in seconds.")] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     plot: Annotated[
-        Optional[Path], typer.Option(help="Also draw the timeline to this PNG.")
+        Optional[Path], typer.Option(help="Also draw the timeline to this image (.png or .pdf).")
     ] = None,
 ) -> None:
-    """Plan a schedule and replay it under per-link delays (PAPER.md 2-3): iteration time,
+    """Plan a schedule and replay it under per-link delays (the paper's sections 2-3): iteration time,
     bubble rate, warm-up, Delta, peak activations and a timeline. pipemorph+ is the improved
     heuristic (PipeMorph's policy with a searched warm-up, never slower than pipemorph, greedy
     or the healthy ZB plan under the plan delays).
@@ -70,13 +70,27 @@ def simulate(
     )
     outcome = run_scenario(scenario)
     if plot is not None:
-        from engine.planner.timeline_plot import plot_timeline
-
-        plot_timeline(outcome.result, plot, title=schedule)
+        _plot(outcome, plot, schedule)
     if as_json:
         sys.stdout.write(json.dumps(outcome.to_json()) + "\n")
         return
     _print_human(outcome, scenario, plot)
+
+
+def _plot(outcome: Outcome, path: Path, title: str) -> None:
+    """Draws the simulated iteration with the figures' op-timeline drawer (matplotlib is
+    imported here only, for ``--plot``)."""
+    from figures.simulated import op_records
+    from figures.style import pyplot, save
+    from figures.timeline import draw_iteration
+
+    r = outcome.result
+    S = r.schedule.num_stages
+    fig, ax = pyplot().subplots(figsize=(10, 0.7 + 0.6 * S))
+    draw_iteration(ax, op_records(r.ops), S)
+    ax.set_xlabel("time (ms)")
+    ax.set_title(f"{title}: T = {r.iteration_time:g} ms, bubble rate = {r.bubble_rate:.1%}", fontsize=9)
+    save(fig, path.parent, path.stem, formats=(path.suffix.lstrip(".") or "png",))
 
 
 def _print_human(outcome: Outcome, sc: Scenario, plot: Path | None) -> None:

@@ -167,24 +167,36 @@ def test_healthy_plan_source_per_method():
     assert zb.warmup() == [7, 5, 3, 1]  # PAPER.md section 2
 
 
-def test_manual_delay_reactions():
-    from engine.healthy_plan import HealthyPlanSource, ManualDelay
+def test_inject_delay_takes_the_fault_path(monkeypatch):
+    from engine.fault_plan import make_plan_source
+    from engine.healthy_plan import inject_delay_trace
     from engine.methods import resolve_method
+    from engine.plan_source import PlanContext
     from engine.planner.costs import StageCosts
+    from injector.trace import parse_trace
 
-    md = ManualDelay.parse("2_3=0.06@3", 4)
-    assert md == ManualDelay(2, 0.06, 3)
+    trace = inject_delay_trace("2_3=0.06@3", 4)
+    assert trace == parse_trace("3;2_3;0.06", 4) == inject_delay_trace("2=0.06@3", 4)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert parse_config(["--preset", "tiny", "--inject-delay", "2_3=0.06@3"]).trace == trace
     costs = StageCosts.uniform(4, 30.0, 36.0, 18.0)
-    src = HealthyPlanSource(resolve_method("pipemorph"), 4, 12, md)
+
+    def source(method: str):
+        return make_plan_source(
+            PlanContext(resolve_method(method), 4, 12, rank=0, delegates=4, trace=trace))
+
+    src = source("pipemorph")
     before, at, after = src.plan(2, costs), src.plan(3, costs), src.plan(4, costs)
     assert not before.offload and at.offload and at.link_delays_s == (0.0, 0.0, 0.06)
     assert at.schedule == before.schedule  # re-planning lags one iteration
     assert after.schedule.warmup()[:3] == [9, 7, 5] and after.planned_costs == costs
-    zb = HealthyPlanSource(resolve_method("zb"), 4, 12, md).plan(4, costs)
+    zb = source("zb").plan(4, costs)
     assert not zb.offload and zb.schedule == before.schedule
     for bad in ("2_4=1@1", "3=0.1@0", "x"):
         with pytest.raises(EngineConfigError):
-            ManualDelay.parse(bad, 4)
+            inject_delay_trace(bad, 4)
+    with pytest.raises(EngineConfigError, match="give one"):
+        parse_config(["--preset", "tiny", "--inject-delay", "2=1@1", "--trace", __file__])
 
 
 def test_bad_trace_is_rejected_before_launch(tmp_path, monkeypatch):

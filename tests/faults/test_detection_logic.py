@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from engine.config import parse_config
 from engine.detect import LinkDetector, combine, detected_delays_s, local_samples
 from engine.errors import EngineConfigError
 from engine.fault_plan import ADAPT_GENERATOR, make_plan_source
@@ -14,7 +15,7 @@ from engine.methods import resolve_method
 from engine.plan_source import LinkObservation, PlanContext
 from engine.planner.costs import StageCosts
 from injector.control import ControlClient
-from injector.trace import Fault
+from injector.trace import Fault, load_trace
 
 S, N = 4, 12
 PROFILED = StageCosts.uniform(S, 30.0, 40.0, 20.0)
@@ -85,7 +86,7 @@ def test_plan_source_publishes_trace_faults_and_beats(redis_server, clean_env, t
     trace = tmp_path / "t.trace"
     trace.write_text("2;2_3;0.06\n4;;0\n")
     src = make_plan_source(
-        ctx("pipemorph", trace_path=str(trace), control_url=redis_server.url, run_id="ps1")
+        ctx("pipemorph", trace=load_trace(trace, S), control_url=redis_server.url, run_id="ps1")
     )
     watcher = ControlClient(redis_server.url, "ps1")
     plans = []
@@ -129,8 +130,9 @@ def test_external_fault_overrides_and_detection_replans(redis_server, clean_env)
 def test_bad_trace_or_password_is_a_one_line_config_error(redis_server, clean_env, tmp_path):
     bad = tmp_path / "bad.trace"
     bad.write_text("3;2_3;0.05\n2;;0\n")
+    clean_env.setenv("WORLD_SIZE", str(S))
     with pytest.raises(EngineConfigError, match=r"bad\.trace: line 2: .*must increase"):
-        make_plan_source(ctx("zb", trace_path=str(bad)))
+        parse_config(["--preset", "tiny", "--trace", str(bad)])
     clean_env.setenv("PMCTL_CONTROL_PASSWORD", "wrong")
     with pytest.raises(EngineConfigError, match="rejected the password"):
         make_plan_source(ctx("zb", control_url=redis_server.url))

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 from engine.oplog import OpLogWriter
-from figures.cells import Cell
-from figures.measured import cell_dir
+from figures.cells import CELL_JSON, Cell, cell_folder
 
 FORWARD_MS = 30.0
 
@@ -54,13 +53,13 @@ def write_cell(
 ) -> Path:
     """A cell folder as the orchestration leaves it: op logs (unless ``times_ms`` is None),
     cell.json, and (``with_timeline``) a stand-in timeline.png so plotting skips drawing it."""
-    path = cell_dir(results_root, cell)
+    path = cell_folder(results_root, cell)
     path.mkdir(parents=True, exist_ok=True)
     if times_ms is not None:
         write_oplogs(path, times_ms, delay_ms=cell.delay_s * 1000)
     if with_timeline:
         (path / "timeline.png").write_bytes(b"")
-    (path / "cell.json").write_text(json.dumps({"status": status, "cell": cell.to_json()}), encoding="utf-8")
+    (path / CELL_JSON).write_text(json.dumps({"status": status, "spec": cell.to_json()}), encoding="utf-8")
     return path
 
 

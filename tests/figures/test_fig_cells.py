@@ -6,6 +6,7 @@ import pytest
 
 from figures.cells import links_key
 from figures.registry import UnknownFigureError, figure_names, get_figure
+from pmctl.launcher import trace_text
 
 PAPER_ORDER = [
     "fig4", "fig5", "fig8", "fig14", "fig15", "fig16", "fig17", "fig18", "fig19", "fig20", "sim-compare",
@@ -58,7 +59,7 @@ def test_fig16_fig17_fig20_cells() -> None:
     assert {c.delay_s for c in fig17} == {0.06}
     fig20 = get_figure("fig20").cells(quick=False)
     assert [c.method for c in fig20] == ["1f1b", "zb", "all-cpu"]
-    assert all(c.healthy and c.trace_text() == "" for c in fig20)
+    assert all(c.healthy and trace_text(c) == "" for c in fig20)
 
 
 def test_cross_figure_cells() -> None:
@@ -68,7 +69,7 @@ def test_cross_figure_cells() -> None:
     fig18 = get_figure("fig18").cells(quick=False)
     assert len(fig18) == 12
     assert all(c in get_figure("fig15").cells(quick=False) for c in fig18)
-    assert fig18[0].trace_text() == "7;2_3;0.02\n"
+    assert trace_text(fig18[0]) == "7;2_3;0.02\n"
 
 
 def test_simulated_figures_have_no_cells() -> None:

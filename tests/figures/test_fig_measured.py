@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from fig_synthetic import FORWARD_MS, write_cell, write_oplogs
 
-from figures.cells import Cell
+from figures.cells import CELL_JSON, Cell, cell_folder
 from figures.measured import (
     bubble_rates,
     choose_cells,
@@ -79,3 +80,24 @@ def test_choose_cells_prefers_what_was_run(tmp_path: Path) -> None:
     assert choose_cells(full, quick, tmp_path) == quick  # a quick run: 20 ms is not "missing"
     write_cell(tmp_path, full[0], [1000.0] * 10)
     assert choose_cells(full, quick, tmp_path) == full
+
+
+def test_choose_cells_reads_the_stored_spec_not_the_folder(tmp_path: Path) -> None:
+    # Full and quick 60 ms cells share one folder: which set a result belongs to is in its spec.
+    full = [make_cell("fig15", "zb", ((2, 3),), d, quick=False) for d in (0.02, 0.06)]
+    quick = [make_cell("fig15", "zb", ((2, 3),), 0.06, quick=True)]
+    write_cell(tmp_path, full[1], [1000.0] * 15)
+    assert choose_cells(full, quick, tmp_path) == full
+    write_cell(tmp_path, quick[0], [1000.0] * 10)  # a later quick run replaces the folder
+    assert choose_cells(full, quick, tmp_path) == quick
+    write_cell(tmp_path, replace(quick[0], preset="other"), [1000.0] * 10)  # neither set's spec
+    assert choose_cells(full, quick, tmp_path) == full
+
+
+def test_failed_cell_reason_comes_from_cell_json(tmp_path: Path) -> None:
+    path = cell_folder(tmp_path, CELL)
+    path.mkdir(parents=True)
+    record = {"status": "failed", "reason": "stage 2 exited with code 1", "spec": CELL.to_json()}
+    (path / CELL_JSON).write_text(json.dumps(record), encoding="utf-8")
+    r = read_cell(tmp_path, CELL)
+    assert (r.status, r.reason) == ("failed", "stage 2 exited with code 1")

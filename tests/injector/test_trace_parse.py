@@ -72,9 +72,9 @@ def test_empty_trace_is_always_healthy():
         ("1;2_3;fast", 1, "not a number"),
         ("1;2_3;nan", 1, "not a finite number"),
         ("1;2_3;-0.5", 1, "negative"),
-        ("1;4_5;0.1", 1, "unknown with 4 stages"),
-        ("1;3_4;0.1", 1, "unknown with 4 stages"),
-        ("1;0_2;0.1", 1, "non-adjacent"),
+        ("1;4_5;0.1", 1, "does not exist with 4 stages"),
+        ("1;3_4;0.1", 1, "does not exist with 4 stages"),
+        ("1;0_2;0.1", 1, "does not join adjacent"),
         ("1;2-3;0.1", 1, "form A_B"),
         ("1;2_3,;0.1", 1, "form A_B"),
         ("1;2_3,3_2;0.1", 1, "listed twice"),
@@ -96,7 +96,7 @@ def test_load_trace_names_the_file(tmp_path):
     assert load_trace(good, 4).fault_at(7).delay_s == 0.06
     bad = tmp_path / "bad.trace"
     bad.write_text("7;2_9;0.06\n")
-    with pytest.raises(TraceError, match=r"bad\.trace: line 1: link 2_9 joins non-adjacent"):
+    with pytest.raises(TraceError, match=r"bad\.trace: line 1: link 2_9 does not join adjacent"):
         load_trace(bad, 4)
     with pytest.raises(TraceError, match="cannot read trace"):
         load_trace(tmp_path / "missing.trace", 4)

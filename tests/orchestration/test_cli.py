@@ -126,3 +126,30 @@ def test_cell_timeout_fails_the_cell_and_stops_everything(tmp_path: Path, direct
     rec = json.loads((tmp_path / "results/fig15/zb/2_3/0.06/cell.json").read_text())
     assert rec["status"] == "failed" and rec["reason"] == "timeout after 5 s"
     assert _processes_under(tmp_path / "work") == []
+
+
+@pytest.mark.slow
+def test_quick_result_is_stale_for_the_full_run(tmp_path: Path, local_inventory: Path) -> None:
+    # The local torchrun launcher: one agent starts all four stages.
+    env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=0.05))
+    args = ["fig15", "--methods", "zb", "--delays", "60", "--links", "2_3", "--fault-at", "1",
+            "--preset", "tiny", "--inventory", str(local_inventory)]
+    quick = run_pmctl(["run", "--quick", *args], tmp_path, env)
+    assert quick.returncode == 0, quick.stdout + quick.stderr
+    cell = tmp_path / "results/fig15/zb/2_3/0.06"
+    rec = json.loads((cell / "cell.json").read_text())
+    assert rec["status"] == "done" and rec["spec"]["iterations"] == 10
+    assert sorted(p.name for p in cell.glob("stage*.jsonl")) == [f"stage{i}.jsonl" for i in range(4)]
+    assert sorted((cell / "stage0.stdout").read_text().split("\n")[:-1]) == [f"stage {i} done" for i in range(4)]
+    assert (cell / "timeline.png").exists()  # drawn after the cell committed
+
+    plan = run_pmctl(["run", *args, "--dry-run"], tmp_path, env)
+    assert plan.returncode == 0 and "stale" in plan.stdout, plan.stdout + plan.stderr
+    status = run_pmctl(["status", "--json", "--inventory", str(local_inventory)], tmp_path, env)
+    fig15 = next(f for f in json.loads(status.stdout)["figures"] if f["figure"] == "fig15")
+    assert fig15["stale"] == 1 and fig15["done"] == 0
+
+    full = run_pmctl(["run", *args], tmp_path, env)
+    assert full.returncode == 0 and "skipped" not in full.stdout, full.stdout + full.stderr
+    new = json.loads((cell / "cell.json").read_text())
+    assert new["status"] == "done" and new["spec"]["iterations"] == 15 and new["run_id"] != rec["run_id"]

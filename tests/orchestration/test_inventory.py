@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pmctl.errors import UserError
-from pmctl.inventory import load_inventory
+from pmctl.inventory import BUILTIN_NAME, load_inventory
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -74,6 +74,16 @@ def test_shipped_inventory_is_the_local_four_stage_cpu_cluster() -> None:
     assert all(h.address == "127.0.0.1" and h.python == sys.executable for h in inv.hosts)
     # Each local "host" gets its own work dir so stages never share files.
     assert len({h.work_dir for h in inv.hosts}) == 4
+
+
+def test_no_inventory_file_means_the_built_in_local_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As from an installed wheel: no --inventory, no PMCTL_INVENTORY, no ./inventory.toml.
+    monkeypatch.delenv("PMCTL_INVENTORY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    built_in = load_inventory()
+    shipped = load_inventory(ROOT / "inventory.toml")
+    assert str(built_in.path) == BUILTIN_NAME
+    assert built_in.cluster == shipped.cluster and built_in.hosts == shipped.hosts
 
 
 def test_cluster_defaults_and_per_host_overrides(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The terminal timeline (the PNG one is covered through ``pmctl simulate --plot``)."""
+"""The terminal timeline (the PNG one, drawn by ``figures.timeline``, is covered through
+``pmctl simulate --plot`` in test_planner_cli)."""
 
 from __future__ import annotations
 

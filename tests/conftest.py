@@ -1,4 +1,5 @@
-"""A real password-protected redis-server per test module, always shut down."""
+"""Shared fixtures: a real password-protected redis-server per test module (always shut
+down) and an environment without control-plane passwords."""
 
 from __future__ import annotations
 
