@@ -127,8 +127,8 @@ FULL_ITERATIONS, FULL_FAULT_AT = 15, 7
 QUICK_ITERATIONS, QUICK_FAULT_AT = 10, 4
 # Rough wall time on the embedded default: process start-up + gloo rendezvous per cell, and
 # an A10-like healthy iteration (the cpu-small preset is sized to the A10's op times).
-_CELL_STARTUP_S = 20.0
-_HEALTHY_ITERATION_S = 1.4
+_CELL_STARTUP_S = 10.0
+_HEALTHY_ITERATION_S = 1.25
 
 
 def make_cell(
