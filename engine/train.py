@@ -74,13 +74,8 @@ def make_plan_source(cfg: TrainConfig, delegates: int) -> PlanSource:
 
         return ScriptedPlanSource(cfg.plan_script, cfg.world, cfg.microbatches)
     if cfg.trace is not None or cfg.control is not None:
-        try:
-            from engine.fault_plan import make_plan_source as make_fault_source
-        except ModuleNotFoundError as exc:
-            if exc.name != "engine.fault_plan":
-                raise
-            raise EngineConfigError("--trace/--control: fault injection not available "
-                                    "(engine.fault_plan is missing)") from None
+        from engine.fault_plan import make_plan_source as make_fault_source
+
         return make_fault_source(PlanContext(
             method=cfg.method, num_stages=cfg.world, num_microbatches=cfg.microbatches,
             rank=cfg.rank, delegates=delegates, trace=cfg.trace,
