@@ -40,7 +40,7 @@ def run(
     engine_entry: Annotated[Optional[str], typer.Option("--engine-entry", hidden=True, envvar="PMCTL_ENGINE_ENTRY", help="torchrun target instead of '-m engine.train' (tests).")] = None,
 ) -> None:
     """Run figures: simulated ones compute here; measured ones run each cell on the cluster
-    into results/<fig>/<method>/<links>/<delay>/ (finished cells are skipped)."""
+    into `results/<fig>/<method>/<links>/<delay>/` (finished cells are skipped)."""
     from pmctl.experiment import RunRequest, execute
     from pmctl.matrix import Selection, parse_delay, parse_links
 

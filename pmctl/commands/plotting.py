@@ -66,7 +66,7 @@ def plot(
         bool, typer.Option("--json", help="Print {figure, cells:[...]} (a list of them for several figures).")
     ] = False,
 ) -> None:
-    """Draw figures from the results store: PNG/PDF + <fig>.json, and a table of the numbers.
+    """Draw figures from the results store: PNG/PDF + `<fig>.json`, and a table of the numbers.
 
     Measured figures draw missing or failed cells as n/a and list them; simulated figures
     need `pmctl run FIG` first. With 'all', figures without data are skipped (and said so).
@@ -97,7 +97,7 @@ def plot(
 @app.command("reference")
 def reference_cmd(
     directory: Annotated[
-        Path, typer.Argument(help="Artifact results tree (figXX/<METHOD>/<links>/<delay>/).")
+        Path, typer.Argument(help="Artifact results tree (`figXX/<METHOD>/<links>/<delay>/`).")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print {cells:[...]}.")] = False,
 ) -> None:
