@@ -7,8 +7,7 @@ from pathlib import Path
 from figures.base import FigureReport
 from figures.cells import Cell, links_key
 from figures.measured import MeasuredFigure, make_cell
-from figures.style import grouped_bars, legend, pyplot
-from figures.table import bar_values, gather, save_report
+from figures.table import bar_chart_report, gather
 
 METHODS = ("1f1b", "zb", "pipemorph-cpu", "pipemorph")
 LINK_SETS = (((0, 1),), ((2, 3),))
@@ -36,14 +35,10 @@ class Fig16(MeasuredFigure):
     def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
         data = gather(self, results_root, reference)
         groups = [group_name(links, d) for links in LINK_SETS for d in DELAYS]
-        values, ref = bar_values(data, lambda c: group_name(c.links, c.delay_s))
-        plt = pyplot()
-        fig, ax = plt.subplots(figsize=(6.4, 3.4))
-        grouped_bars(ax, groups, list(METHODS), values, ref)
-        ax.set_ylabel("iteration time (s)")
-        ax.set_title(f"{self.title} ({data.tf_text})", fontsize=9)
-        legend(ax, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.14))
-        return save_report(self.name, results_root, fig, data.comparisons, data.notes())
+        return bar_chart_report(
+            self, results_root, data, groups, lambda c: group_name(c.links, c.delay_s),
+            list(METHODS), 6.4, data.notes(),
+        )
 
 
 FIGURE = Fig16()

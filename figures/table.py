@@ -25,7 +25,7 @@ from figures.measured import (
     zb_nofault_cell,
 )
 from figures.reference import ReferenceCell, baseline, load_reference, lookup
-from figures.style import label, save
+from figures.style import grouped_bars, label, legend, pyplot, save
 
 COLUMNS = [
     "method", "links", "delay ms", "time s", "std s", "speedup vs ZB",
@@ -252,3 +252,24 @@ def save_report(
     out_dir = Path(results_root) / name
     files = save(fig, out_dir, name)
     return build_report(name, out_dir, files, comparisons, notes)
+
+
+def bar_chart_report(
+    figure: MeasuredFigure,
+    results_root: Path,
+    data: Measured,
+    groups: list[str],
+    group_of: Callable[[Cell], str],
+    methods: list[str],
+    width: float,
+    notes: list[str],
+) -> FigureReport:
+    """One grouped bar chart of iteration time (a bar per method in each group, the artifact's
+    scaled value marked), saved with the figure's report."""
+    values, ref = bar_values(data, group_of)
+    fig, ax = pyplot().subplots(figsize=(width, 3.4))
+    grouped_bars(ax, groups, methods, values, ref)
+    ax.set_ylabel("iteration time (s)")
+    ax.set_title(f"{figure.title} ({data.tf_text})", fontsize=9)
+    legend(ax, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    return save_report(figure.name, results_root, fig, data.comparisons, notes)

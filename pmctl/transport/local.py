@@ -79,18 +79,17 @@ class LocalTransport:
         self._reap(handle)
 
     def put(self, local: str, remote: str) -> None:
-        Path(remote).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            shutil.copyfile(local, remote)
-        except OSError as exc:
-            raise TransportError(f"{self.host.name}: cannot copy {local} to {remote}: {exc}") from exc
+        self._copy(local, remote)
 
     def get(self, remote: str, local: str) -> None:
-        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        self._copy(remote, local)
+
+    def _copy(self, src: str, dst: str) -> None:
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
         try:
-            shutil.copyfile(remote, local)
+            shutil.copyfile(src, dst)
         except OSError as exc:
-            raise TransportError(f"{self.host.name}: cannot copy {remote} to {local}: {exc}") from exc
+            raise TransportError(f"{self.host.name}: cannot copy {src} to {dst}: {exc}") from exc
 
     def write_text(self, remote: str, text: str, mode: int = 0o600) -> None:
         p = Path(remote)
