@@ -3,8 +3,9 @@
     .venv/bin/python bench/bench_orchestration.py [--engine real|fake] [--skip-ssh]
 
 1. Per-cell overhead (goal <= 5 s): a real cell (tiny preset, 4 iterations, 60 ms on link
-   2-3) on the embedded local cluster (torchrun launcher: one agent for all four stages); overhead = cell wall time minus the training
-   iterations' time (sum of the per-iteration times from the op logs). Also printed: pmctl's
+   2-3) on the embedded local cluster, per launcher (fork: the default, one torch import
+   forked into four stages; torchrun: one agent for all four stages; direct: four stage
+   processes, no agent); overhead = cell wall time minus the training iterations' time (sum of the per-iteration times from the op logs). Also printed: pmctl's
    own share (prepare, Redis, collect, cleanup = wall time minus the stages' lifetime).
 2. Setup over SSH (root only; goal 4 hosts <= 1.5x one host): ``pmctl setup`` (no-deploy
    fast path) against 1 and 4 network-namespace sshd hosts, median of 3 runs each.
@@ -54,7 +55,7 @@ def cell_overhead(engine: str, launcher: str, work: Path) -> None:
     print(f"training iterations     {train_s:7.2f} s")
     print(f"per-cell overhead       {outcome.seconds - train_s:7.2f} s  (goal <= 5 s)")
     print(f"  of which pmctl's own  {outcome.seconds - outcome.follow_seconds:7.2f} s  (prepare, redis, collect, cleanup)")
-    print(f"  stages' lifetime      {outcome.follow_seconds:7.2f} s  (torchrun start, rendezvous, model, iterations, exit)")
+    print(f"  stages' lifetime      {outcome.follow_seconds:7.2f} s  (launcher start, rendezvous, model, iterations, exit)")
     print(f"timeline.png            {call_s - outcome.seconds:7.2f} s  (drawn after the cell, first one imports matplotlib)")
 
 
@@ -88,12 +89,12 @@ def setup_fanout(work: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engine", choices=("real", "fake"), default="real")
-    ap.add_argument("--launcher", choices=("torchrun", "direct", "both"), default="both")
+    ap.add_argument("--launcher", choices=("fork", "torchrun", "direct", "all"), default="all")
     ap.add_argument("--skip-ssh", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pmctl-bench-") as tmp:
         os.environ["PMCTL_STATE_DIR"] = str(Path(tmp) / ".pmctl")  # leave the cwd's state alone
-        for launcher in ("torchrun", "direct") if args.launcher == "both" else (args.launcher,):
+        for launcher in ("fork", "torchrun", "direct") if args.launcher == "all" else (args.launcher,):
             cell_overhead(args.engine, launcher, Path(tmp) / launcher)
         if not args.skip_ssh:
             setup_fanout(Path(tmp))

@@ -6,6 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+# torch.autograd.backward imports this (and sympy, ~0.5 s of CPU) the first time it gets a
+# gradient tensor. Lazily, the first B of each stage pays it in turn, on the pipeline's
+# critical path; up front the stages pay it in parallel (and a forked stage not at all).
+import torch.fx.experimental.symbolic_shapes  # noqa: F401
 from torch import nn
 
 from engine.model import StageModule

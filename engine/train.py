@@ -1,9 +1,10 @@
-"""Entry point of one pipeline stage: ``torchrun ... -m engine.train [options]``.
+"""Entry point of one pipeline stage: ``torchrun ... -m engine.train [options]`` (or
+``python -m engine.forkrun ... -m engine.train``, which forks the stages from one import).
 
 Sets up the process groups (main group + delegate groups, created collectively in a fixed
 order), the stage's model slice, data, optimizer, p2p paths and plan source, then runs the
 executor. Any failure logs its traceback to stderr, tells the plan source, and exits the
-process at once with status 1 so torchrun tears the other stages down promptly.
+process at once with status 1 so the launcher tears the other stages down promptly.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from engine.config import TrainConfig, parse_config
 from engine.data import load_data
 from engine.errors import EngineConfigError
 from engine.executor import Executor, ExecutorConfig
+# Imported up front although healthy runs do not use it: under engine.forkrun the stages then
+# share the import (redis-py, the planner) instead of each paying it at start-up.
+from engine.fault_plan import make_plan_source as make_fault_source
 from engine.healthy_plan import HealthyPlanSource
 from engine.model import DTYPES, StageModule
 from engine.oplog import OpLogWriter
@@ -74,8 +78,6 @@ def make_plan_source(cfg: TrainConfig, delegates: int) -> PlanSource:
 
         return ScriptedPlanSource(cfg.plan_script, cfg.world, cfg.microbatches)
     if cfg.trace is not None or cfg.control is not None:
-        from engine.fault_plan import make_plan_source as make_fault_source
-
         return make_fault_source(PlanContext(
             method=cfg.method, num_stages=cfg.world, num_microbatches=cfg.microbatches,
             rank=cfg.rank, delegates=delegates, trace=cfg.trace,

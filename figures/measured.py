@@ -125,9 +125,10 @@ def measured_forward_ms(results: list[CellResult]) -> float:
 # The artifact's run shape (15 iterations, fault at 0-based iteration 7) and the quick one.
 FULL_ITERATIONS, FULL_FAULT_AT = 15, 7
 QUICK_ITERATIONS, QUICK_FAULT_AT = 10, 4
-# Rough wall time on the embedded default: process start-up + gloo rendezvous per cell, and
-# an A10-like healthy iteration (the cpu-small preset is sized to the A10's op times).
-_CELL_STARTUP_S = 10.0
+# Rough wall time on the embedded default: start-up (one torch import, forked) + rendezvous +
+# collection per cell, and an A10-like healthy iteration (the cpu-small preset is sized to the
+# A10's op times).
+_CELL_STARTUP_S = 5.0
 _HEALTHY_ITERATION_S = 1.25
 
 

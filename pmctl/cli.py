@@ -32,26 +32,49 @@ def _log_bug(exc: BaseException) -> str:
         return "stderr"
 
 
+def _usage_error_line(exc: Exception) -> str | None:
+    """One line for a command-line usage error (bad flag value, unknown option or command),
+    which Typer would draw as a multi-line panel; None for anything else."""
+    if "click" not in type(exc).__module__ or not hasattr(exc, "format_message"):
+        return None
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "pmctl"
+    return f"{message} (see '{where} --help')"
+
+
 def main() -> None:
     """Console-script entry: runs the app; one red line + exit 2 for user errors.
 
-    Typer's standalone mode already turns usage errors into exit 2; anything else that
-    escapes is either one of ours (a user error) or a bug whose traceback goes to a log file.
+    Usage errors (bad flag values, unknown options) and our own user errors are one line and
+    exit 2; anything else that escapes is a bug whose traceback goes to a log file.
     """
+    prefix = "\x1b[31merror:\x1b[0m" if sys.stderr.isatty() else "error:"
+    if len(sys.argv) < 2:
+        app()  # no arguments: Typer prints the help (exit 2)
+        return
     try:
-        app()
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.stderr.write("pmctl: interrupted\n")
         sys.exit(130)
     except Exception as exc:
         if isinstance(exc, user_error_types()):
             msg = exc.line() if isinstance(exc, UserError) else str(exc)
-            prefix = "\x1b[31merror:\x1b[0m" if sys.stderr.isatty() else "error:"
             sys.stderr.write(f"{prefix} {msg}\n")
             sys.exit(2)
+        usage = _usage_error_line(exc)
+        if usage is not None:
+            sys.stderr.write(f"{prefix} {usage}\n")
+            sys.exit(getattr(exc, "exit_code", 2))
+        if type(exc).__name__ == "Abort":
+            sys.stderr.write("pmctl: interrupted\n")
+            sys.exit(130)
         path = _log_bug(exc)
         sys.stderr.write(f"error: internal error: {exc!r} (traceback in {path})\n")
         sys.exit(1)
+    # Typer returns the status of `raise typer.Exit(n)` (and 130 after Ctrl-C).
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

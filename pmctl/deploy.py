@@ -1,9 +1,10 @@
 """``pmctl setup``: bring every host to a runnable state, in parallel, idempotently.
 
 ``deploy = "wheel"``: build the project's wheel once per content hash, push it, create or
-update ``<work dir>/venv`` with ``--system-site-packages`` (an installed torch >= 2.4 is reused;
-a torch wheel is never pulled), install the wheel without deps plus the non-torch deps, and
-record the hash so hosts already in sync are skipped. ``deploy = "none"``: the project is
+update ``<work dir>/venv`` from the host's ``base_python`` and let the venv see that
+interpreter's site-packages (so its torch >= 2.4 is reused; a torch wheel is never pulled),
+install the wheel without deps plus the non-torch deps (pip skips those the base already has),
+and record the hash so hosts already in sync are skipped. ``deploy = "none"``: the project is
 already importable by the inventory's python; only the checks run.
 Both then check torch, the device (CUDA count) and the backend, look for ``redis-server`` on
 the master (apt-installed only with ``install_redis``), and write ``.pmctl/hosts/<name>.json``.
@@ -38,6 +39,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("pmctl", "engine", "injector", "figures")
 SETUP_TIMEOUT_S = 900.0
 MIN_TORCH = (2, 4)
+BASE_PTH = "pmctl-base.pth"
+_BASE_SITE = 'import site; print("\\n".join(site.getsitepackages()))'
+_VENV_SITE = 'import sysconfig; print(sysconfig.get_path("purelib"))'
 
 # Printed as JSON by the host's python: what the engine needs to run there. torch itself is
 # imported only for CUDA clusters (device count, NCCL): on CPU its installed version is read
@@ -124,8 +128,8 @@ def plan_lines(inv: Inventory, force: bool, install_redis: bool) -> list[str]:
         if inv.cluster.deploy == "wheel":
             skip = "" if force else " unless already at this hash"
             lines.append(
-                f"{where}: push wheel {digest}, venv {h.work_dir}/venv (--system-site-packages, "
-                f"torch reused, never installed), install --no-deps + non-torch deps{skip}"
+                f"{where}: push wheel {digest}, venv {h.work_dir}/venv over {h.base_python} "
+                f"(its torch reused, never installed), install --no-deps + non-torch deps{skip}"
             )
         else:
             lines.append(f"{where}: check {h.python} imports the project and torch (deploy = none)")
@@ -144,17 +148,22 @@ def _install(session: Session, host: Host, wheel: Path, digest: str, force: bool
         return "in sync"
     remote_wheel = f"{host.work_dir}/bundle/{wheel.name}"
     t.put(str(wheel), remote_wheel)
-    # The venv sees the system's packages, so an installed torch is reused; check it first
-    # so a host without torch fails in seconds instead of after a long pip run.
+    # The venv sees the base interpreter's site-packages through a .pth file (after its own,
+    # so the project's wheel wins): that works for a system python, a conda env or another
+    # venv alike, where --system-site-packages would only reach a system install. Check torch
+    # first so a host without it fails in seconds instead of after a long pip run.
+    base = shlex.quote(host.base_python)
     r = t.run(
-        f"cd {w} && (test -x {venv_py} || python3 -m venv --system-site-packages venv) && "
+        f"cd {w} && (test -x {venv_py} || {base} -m venv venv) && "
+        f"{base} -c {shlex.quote(_BASE_SITE)} > \"$({venv_py} -c {shlex.quote(_VENV_SITE)})/{BASE_PTH}\" && "
         f"{venv_py} -c 'import importlib.metadata as m; print(m.version(\"torch\"))'",
         SETUP_TIMEOUT_S,
     )
     if not r.ok:
         raise UserError(
-            f"no torch for {host.python}: {_last_line(r.stderr)}", f"host {host.name}",
-            "install torch>=2.4 for the host's CUDA system-wide; pmctl never installs torch",
+            f"no torch for {host.python} (a venv over {host.base_python}): {_last_line(r.stderr)}",
+            f"host {host.name}",
+            "install torch>=2.4 for the host's CUDA into base_python; pmctl never installs torch",
         )
     reqs = " ".join(shlex.quote(q) for q in runtime_requirements())
     pip = f"{venv_py} -m pip install -q --disable-pip-version-check"

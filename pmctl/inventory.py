@@ -36,15 +36,15 @@ BUILTIN_INVENTORY: dict[str, Any] = {
 _TRANSPORTS = ("local", "ssh")
 _DEVICES = ("cpu", "cuda")
 _DEPLOYS = ("wheel", "none")
-_LAUNCHERS = ("torchrun", "direct")
+_LAUNCHERS = ("fork", "torchrun", "direct")
 _CLUSTER_KEYS = {
     "name", "transport", "device", "work_dir", "python", "deploy", "stages",
     "master_port", "redis_port", "connect_timeout", "known_hosts", "user", "identity_file",
-    "interface", "launcher",
+    "interface", "launcher", "base_python",
 }
 _HOST_KEYS = {
     "name", "address", "user", "port", "identity_file", "gpus", "interface", "work_dir",
-    "python",
+    "python", "base_python",
 }
 
 
@@ -62,6 +62,9 @@ class Host:
     identity_file: str | None = None
     gpus: int = 0
     interface: str | None = None  # network interface for gloo/NCCL (GLOO_SOCKET_IFNAME)
+    # deploy = "wheel": the interpreter that makes the host's venv, whose packages (torch) the
+    # venv reuses
+    base_python: str = "python3"
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,10 @@ class Cluster:
     redis_port: int  # 0 = pick a free port on the master per cell
     connect_timeout: float
     known_hosts: str  # ssh only: host keys are checked against this file
-    # "torchrun": one torchrun agent per host (static node rank); "direct": the stage process
-    # itself with torchrun's environment (RANK, WORLD_SIZE, MASTER_*), saving an agent per host.
+    # How a host starts its stage processes (the default: "fork" locally, "torchrun" over ssh).
+    # "torchrun": one torchrun agent per host (static node rank); "fork": engine.forkrun, which
+    # imports torch once and forks the stages with torchrun's environment; "direct": the stage
+    # process itself with torchrun's environment (RANK, WORLD_SIZE, MASTER_*), no agent.
     launcher: str = "torchrun"
 
 
@@ -167,7 +172,9 @@ def parse_inventory(data: dict[str, Any], path: Path) -> Inventory:
         redis_port=v.port(raw_cluster, "cluster", "redis_port", 0, allow_zero=True),
         connect_timeout=v.number(raw_cluster, "cluster", "connect_timeout", 10.0),
         known_hosts=str(Path(known_hosts).expanduser()),
-        launcher=v.choice(raw_cluster, "cluster", "launcher", _LAUNCHERS, "torchrun"),
+        launcher=v.choice(
+            raw_cluster, "cluster", "launcher", _LAUNCHERS, "fork" if transport == "local" else "torchrun"
+        ),
     )
     stages = raw_cluster.get("stages")
     if stages is not None and (not isinstance(stages, int) or isinstance(stages, bool) or stages < 2):
@@ -194,6 +201,7 @@ def parse_inventory(data: dict[str, Any], path: Path) -> Inventory:
         "identity_file": raw_cluster.get("identity_file"),
         "interface": raw_cluster.get("interface"),
         "python": cluster_python,
+        "base_python": v.string(raw_cluster, "cluster", "base_python", "python3"),
     }
     hosts: list[Host] = []
     seen: set[str] = set()
@@ -294,4 +302,5 @@ class _Validator:
             identity_file=identity,
             gpus=gpus,
             interface=self.string(raw, where, "interface", defaults["interface"]),
+            base_python=self.string(raw, where, "base_python", defaults["base_python"]),
         )

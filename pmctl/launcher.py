@@ -1,6 +1,7 @@
-"""Runs one cell on the cluster: trace, Redis on the master, the stages (over SSH one torchrun
-agent per host, static node rank = host order; on the local cluster one torchrun agent for all
-stages, since every "host" is this machine), follow live, enforce the timeout, collect logs,
+"""Runs one cell on the cluster: trace, Redis on the master, the stages (over SSH one launcher
+per host, torchrun by default, static node rank = host order; on the local cluster one launcher
+for all stages, since every "host" is this machine: by default engine.forkrun, which imports
+torch once and forks the stages), follow live, enforce the timeout, collect logs,
 write ``cell.json``, draw the cell's timeline, and stop everything started (process groups TERM then KILL, Redis, shared memory) whatever
 happened. Every start is recorded in the run ledger as soon as it returns, so ``pmctl stop``
 can clean up after a pmctl that was killed outright.
@@ -47,9 +48,9 @@ class LaunchOptions:
 
     results_root: Path
     timeout_s: float = 900.0
-    poll_s: float = 0.5
+    poll_s: float = 0.25
     grace_s: float = 5.0
-    # torchrun's target; tests may point it at a stand-in script.
+    # The launcher's target; tests may point it at a stand-in script.
     engine_entry: tuple[str, ...] = ENGINE_ENTRY
 
 
@@ -93,9 +94,12 @@ def trace_text(cell: Cell) -> str:
 
 
 def single_agent(inv: Inventory) -> bool:
-    """Whether one torchrun agent starts every stage: on the local cluster all hosts are this
-    machine, so one agent (one torch import) replaces one agent per host."""
-    return inv.cluster.transport == "local" and inv.cluster.launcher == "torchrun"
+    """Whether one launcher starts every stage: on the local cluster all hosts are this
+    machine, so one agent (torchrun's, or forkrun's one torch import) serves them all."""
+    return inv.cluster.transport == "local" and inv.cluster.launcher in ("torchrun", "fork")
+
+
+_LAUNCH_MODULES = {"torchrun": "torch.distributed.run", "fork": "engine.forkrun"}
 
 
 def launch_hosts(inv: Inventory) -> list[Host]:
@@ -108,21 +112,16 @@ def stage_command(
     control_url: str, run_id: str, entry: tuple[str, ...],
 ) -> str:
     """The stage command line of one host (no secrets: those come through the env file)."""
-    if single_agent(inv):
-        launch = [
-            host.python, "-m", "torch.distributed.run",
-            "--nnodes", "1", "--nproc-per-node", str(inv.stages),
-            "--master-addr", inv.master.address, "--master-port", str(master_port),
-        ]
-    elif inv.cluster.launcher == "torchrun":
-        launch = [
-            host.python, "-m", "torch.distributed.run",
-            "--nnodes", str(inv.stages), "--node-rank", str(host.stage),
-            "--master-addr", inv.master.address, "--master-port", str(master_port),
-            "--nproc-per-node", "1",
-        ]
-    else:  # "direct": rendezvous settings come through stage_env
+    launcher = inv.cluster.launcher
+    if launcher == "direct":  # rendezvous settings come through stage_env
         launch = [host.python]
+    else:  # torchrun and forkrun take the same static-rendezvous options
+        nodes, rank, procs = (1, 0, inv.stages) if single_agent(inv) else (inv.stages, host.stage, 1)
+        launch = [
+            host.python, "-m", _LAUNCH_MODULES[launcher],
+            "--nnodes", str(nodes), "--node-rank", str(rank), "--nproc-per-node", str(procs),
+            "--master-addr", inv.master.address, "--master-port", str(master_port),
+        ]
     argv = [
         *launch, *entry,
         "--preset", cell.preset, "--method", cell.method,
@@ -304,7 +303,7 @@ class _CellRun:
 
     def _what(self, host: Host) -> str:
         if single_agent(self.inv):
-            return f"torchrun (stages 0-{self.inv.stages - 1}) on {host.name}"
+            return f"{self.inv.cluster.launcher} (stages 0-{self.inv.stages - 1}) on {host.name}"
         return f"stage {host.stage} on {host.name}"
 
     def _heartbeats(self) -> dict[int, dict[str, Any]]:
@@ -415,6 +414,7 @@ class _CellRun:
             spec=self.cell.to_json(), status=status, run_id=self.run_id, started=started,
             ended=_now(), reason=reason, exit_codes=codes, hosts=self._host_facts(),
             versions=self.s.versions(), inventory=str(self.inv.path),
+            launcher=self.inv.cluster.launcher,
         )
         if status == DONE:
             self._check_logs(staging.path, record)

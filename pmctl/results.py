@@ -55,6 +55,7 @@ class CellRecord:
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> stage, address, facts
     versions: dict[str, Any] = field(default_factory=dict)
     inventory: str = ""
+    launcher: str = ""  # how the stages were started (inventory cluster.launcher)
     iteration_ms: dict[str, float] = field(default_factory=dict)
     mean_ms: float | None = None
 

@@ -70,7 +70,12 @@ def status(
     inventory: InventoryOpt = None,
     results: Annotated[Path, typer.Option("--results", help="Results folder.")] = Path("results"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with a 'hosts' list).")] = False,
-    watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until Ctrl-C.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh until Ctrl-C; with `--json` one JSON object per line.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, help="Seconds between refreshes with `--watch`.")
+    ] = 2.0,
     accept_new_host_keys: AcceptKeysOpt = False,
 ) -> None:
     """Hosts, the running cell (live iteration per stage) and results per figure."""
@@ -78,17 +83,23 @@ def status(
 
     console = Console()
     with open_session(inventory, accept_new_host_keys) as session:
-        while True:
-            data = collect(session, results)
-            if as_json:
-                typer.echo(json.dumps(data, indent=2, default=str))
-            else:
-                _render_status(console, data)
+        try:
+            while True:
+                data = collect(session, results)
+                if as_json:
+                    # Watching: one object per line, so a reader can parse each refresh.
+                    typer.echo(json.dumps(data, indent=None if watch else 2, default=str))
+                else:
+                    if watch:
+                        console.clear()
+                    _render_status(console, data)
+                if not watch:
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
             if not watch:
-                return
-            time.sleep(2.0)
-            if not as_json:
-                console.clear()
+                raise
+            # Ctrl-C is how a watch ends: not an interruption of anything.
 
 
 def _render_status(console: Console, data: dict) -> None:

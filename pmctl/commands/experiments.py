@@ -37,7 +37,7 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells; run nothing.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds per cell before it is failed.")] = 900.0,
     accept_new_host_keys: AcceptKeysOpt = False,
-    engine_entry: Annotated[Optional[str], typer.Option("--engine-entry", hidden=True, envvar="PMCTL_ENGINE_ENTRY", help="torchrun target instead of '-m engine.train' (tests).")] = None,
+    engine_entry: Annotated[Optional[str], typer.Option("--engine-entry", hidden=True, envvar="PMCTL_ENGINE_ENTRY", help="Launcher target instead of '-m engine.train' (tests).")] = None,
 ) -> None:
     """Run figures: simulated ones compute here; measured ones run each cell on the cluster
     into `results/<fig>/<method>/<links>/<delay>/` (finished cells are skipped)."""

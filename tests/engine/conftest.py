@@ -30,14 +30,18 @@ def _free_port() -> int:
 
 @pytest.fixture
 def torchrun():
-    """Runs ``torchrun --standalone``-style jobs (own port, own process group); kills any
-    survivor at teardown."""
+    """Runs ``torchrun --standalone``-style jobs (own port, own process group), or with
+    ``launcher="fork"`` the same job under engine.forkrun; kills any survivor at teardown."""
     procs: list[subprocess.Popen] = []
 
-    def run(args: list[str], nproc: int = 4, timeout: float = 120.0) -> RunResult:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-               "--nproc-per-node", str(nproc), "--rdzv-backend", "c10d",
-               "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "-m", "engine.train", *args]
+    def run(args: list[str], nproc: int = 4, timeout: float = 120.0, launcher: str = "torchrun") -> RunResult:
+        if launcher == "fork":
+            launch = ["engine.forkrun", "--master-port", str(_free_port())]
+        else:
+            launch = ["torch.distributed.run", "--rdzv-backend", "c10d",
+                      "--rdzv-endpoint", f"127.0.0.1:{_free_port()}"]
+        cmd = [sys.executable, "-m", *launch, "--nnodes", "1", "--nproc-per-node", str(nproc),
+               "-m", "engine.train", *args]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)

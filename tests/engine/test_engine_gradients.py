@@ -57,7 +57,7 @@ def _plans(s: int, n: int) -> list[tuple[str, dict]]:
     ]
 
 
-def _check_run(torchrun, tmp_path, stages: int, n: int) -> None:
+def _check_run(torchrun, tmp_path, stages: int, n: int, launcher: str = "torchrun") -> None:
     plans = _plans(stages, n)
     script = tmp_path / "plans.json"
     script.write_text(json.dumps([e for _, e in plans]))
@@ -66,7 +66,7 @@ def _check_run(torchrun, tmp_path, stages: int, n: int) -> None:
                     "--seed", str(SEED), "--microbatches", str(n), "--iterations",
                     str(len(plans)), "--plan-script", str(script), "--delegates", "2",
                     "--dump-grads", str(dump), "--out", str(tmp_path / "log")],
-                   nproc=stages, timeout=150)
+                   nproc=stages, timeout=150, launcher=launcher)
     assert res.returncode == 0, res.stderr[-3000:]
     ref, ref_loss = _reference(n)
     per_iter = []
@@ -116,5 +116,6 @@ def test_four_stages_match_reference(torchrun, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_stages_match_reference(torchrun, tmp_path):
-    _check_run(torchrun, tmp_path, stages=2, n=4)
+def test_two_forked_stages_match_reference(torchrun, tmp_path):
+    # engine.forkrun: stages forked from one process that imported torch compute the same.
+    _check_run(torchrun, tmp_path, stages=2, n=4, launcher="fork")

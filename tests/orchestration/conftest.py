@@ -13,8 +13,14 @@ from tests.orchestration.support import NetnsCluster, build_netns_cluster, why_n
 
 @pytest.fixture
 def local_inventory(tmp_path: Path) -> Path:
-    """The embedded local cluster (torchrun per stage), with its work dirs in tmp_path."""
+    """The embedded local cluster (its default launcher, fork), with its work dirs in tmp_path."""
     return write_local_inventory(tmp_path / "inventory.toml", tmp_path / "work")
+
+
+@pytest.fixture
+def torchrun_inventory(tmp_path: Path) -> Path:
+    """As ``local_inventory`` with one torchrun agent for the four stages."""
+    return write_local_inventory(tmp_path / "inventory.toml", tmp_path / "work", "torchrun")
 
 
 @pytest.fixture

@@ -59,10 +59,13 @@ def wait_all_stages_logged(work_dirs: list[Path], timeout: float = 120) -> None:
     raise AssertionError("the stages never all logged an op")
 
 
-def write_local_inventory(path: Path, work: Path, launcher: str = "torchrun") -> Path:
+def write_local_inventory(path: Path, work: Path, launcher: str | None = None) -> Path:
+    """A local 4-stage inventory with its work dirs under ``work`` (launcher None: the
+    default, fork)."""
     path.write_text(
         f'[cluster]\nname = "local-test"\ntransport = "local"\nstages = 4\n'
-        f'work_dir = "{work}"\npython = "{sys.executable}"\nlauncher = "{launcher}"\n'
+        f'work_dir = "{work}"\npython = "{sys.executable}"\n'
+        + (f'launcher = "{launcher}"\n' if launcher else "")
     )
     return path
 
@@ -125,12 +128,17 @@ class NetnsCluster:
 
     def write_inventory(
         self, path: Path, hosts: list[int] | None = None, known_hosts: Path | None = None,
-        launcher: str = "torchrun",
+        launcher: str = "torchrun", wheel: bool = False,
     ) -> Path:
+        """An inventory for these hosts: by default the no-deploy fast path (this venv's
+        python); ``wheel``: real wheel deploys into a venv per host over this venv's python
+        (whose torch and dependencies it reuses, so no package index is needed)."""
         idx = hosts if hosts is not None else list(range(len(self.hosts)))
+        python = f'base_python = "{sys.executable}"' if wheel else f'python = "{sys.executable}"'
         lines = [
-            "[cluster]", 'name = "netns"', 'transport = "ssh"', 'device = "cpu"', 'deploy = "none"',
-            f'python = "{sys.executable}"', 'user = "root"', f'identity_file = "{self.client_key}"',
+            "[cluster]", 'name = "netns"', 'transport = "ssh"', 'device = "cpu"',
+            f'deploy = "{"wheel" if wheel else "none"}"', python,
+            'user = "root"', f'identity_file = "{self.client_key}"',
             f'known_hosts = "{known_hosts or self.known_hosts}"', 'interface = "eth0"', "connect_timeout = 5",
             f'launcher = "{launcher}"', "",
         ]

@@ -29,6 +29,10 @@ CELL = ["fig15", "--quick", "--methods", "zb", "--delays", "60", "--iters", "3",
         (["run", "fig15", "--inventory", "missing.toml"], "inventory file not found"),
         (["status", "--inventory", "bad.toml"], "cluster.transport"),
         (["setup", "--inventory", "bad.toml"], "cluster.transport"),
+        (["run", "fig15", "--iters", "abc"], "Invalid value for '--iters'"),
+        (["run", "fig15", "--bogus"], "No such option: --bogus"),
+        (["status", "--watch", "--interval", "0"], "Invalid value for '--interval'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], words: str) -> None:
@@ -95,14 +99,19 @@ def _processes_under(folder: Path) -> list[str]:
     return found
 
 
-@pytest.mark.slow
-def test_ctrl_c_to_the_terminal_group_cleans_up(tmp_path: Path, direct_inventory: Path) -> None:
-    env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=1.0))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pmctl", "run", *CELL, "--iters", "200", "--inventory", str(direct_inventory)],
+def _background_run(tmp_path: Path, env: dict[str, str], inventory: Path) -> subprocess.Popen[str]:
+    """``pmctl run`` of the fig15 cell for 200 iterations, in its own process group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pmctl", "run", *CELL, "--iters", "200", "--inventory", str(inventory)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_terminal_group_cleans_up(tmp_path: Path, direct_inventory: Path) -> None:
+    env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=1.0))
+    proc = _background_run(tmp_path, env, direct_inventory)
     try:
         wait_all_stages_logged([tmp_path / "work" / f"stage{i}" for i in range(4)])
         assert len(_processes_under(tmp_path / "work")) >= 5  # 4 stages + redis, at least
@@ -129,11 +138,11 @@ def test_cell_timeout_fails_the_cell_and_stops_everything(tmp_path: Path, direct
 
 
 @pytest.mark.slow
-def test_quick_result_is_stale_for_the_full_run(tmp_path: Path, local_inventory: Path) -> None:
+def test_quick_result_is_stale_for_the_full_run(tmp_path: Path, torchrun_inventory: Path) -> None:
     # The local torchrun launcher: one agent starts all four stages.
     env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=0.05))
     args = ["fig15", "--methods", "zb", "--delays", "60", "--links", "2_3", "--fault-at", "1",
-            "--preset", "tiny", "--inventory", str(local_inventory)]
+            "--preset", "tiny", "--inventory", str(torchrun_inventory)]
     quick = run_pmctl(["run", "--quick", *args], tmp_path, env)
     assert quick.returncode == 0, quick.stdout + quick.stderr
     cell = tmp_path / "results/fig15/zb/2_3/0.06"
@@ -145,7 +154,7 @@ def test_quick_result_is_stale_for_the_full_run(tmp_path: Path, local_inventory:
 
     plan = run_pmctl(["run", *args, "--dry-run"], tmp_path, env)
     assert plan.returncode == 0 and "stale" in plan.stdout, plan.stdout + plan.stderr
-    status = run_pmctl(["status", "--json", "--inventory", str(local_inventory)], tmp_path, env)
+    status = run_pmctl(["status", "--json", "--inventory", str(torchrun_inventory)], tmp_path, env)
     fig15 = next(f for f in json.loads(status.stdout)["figures"] if f["figure"] == "fig15")
     assert fig15["stale"] == 1 and fig15["done"] == 0
 
@@ -153,3 +162,91 @@ def test_quick_result_is_stale_for_the_full_run(tmp_path: Path, local_inventory:
     assert full.returncode == 0 and "skipped" not in full.stdout, full.stdout + full.stderr
     new = json.loads((cell / "cell.json").read_text())
     assert new["status"] == "done" and new["spec"]["iterations"] == 15 and new["run_id"] != rec["run_id"]
+
+
+@pytest.mark.slow
+def test_real_engine_on_the_default_fork_launcher(tmp_path: Path, local_inventory: Path) -> None:
+    # The real engine (tiny preset, PipeMorph, 60 ms on link 2-3) forked from one launcher.
+    args = ["run", "fig15", "--quick", "--methods", "pipemorph", "--delays", "60", "--iters", "4",
+            "--fault-at", "1", "--preset", "tiny", "--inventory", str(local_inventory)]
+    r = run_pmctl(args, tmp_path, pmctl_env(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    cell = tmp_path / "results/fig15/pipemorph/2_3/0.06"
+    rec = json.loads((cell / "cell.json").read_text())
+    assert rec["status"] == "done" and rec["launcher"] == "fork"
+    assert sorted(rec["iteration_ms"]) == ["0", "1", "2", "3"]
+    for i in range(4):
+        records = [json.loads(line) for line in (cell / f"stage{i}.jsonl").read_text().splitlines()]
+        assert {r["iter"] for r in records if r["kind"] == "op"} == {0, 1, 2, 3}
+    losses = [float(line.split()[3]) for line in (cell / "stage0.stdout").read_text().splitlines()
+              if line.startswith("iter ")]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert _processes_under(tmp_path / "work") == []
+
+
+def _children_of_forkrun(folder: Path) -> list[int]:
+    """Pids of the stages forked by an engine.forkrun whose cwd is inside ``folder``."""
+    def ppid(pid: str) -> str:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+
+    launchers, procs = set(), {}
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and str(folder) in os.readlink(d / "cwd"):
+                if b"engine.forkrun" in (d / "cmdline").read_bytes().split(b"\0"):  # not a shell -c
+                    launchers.add(d.name)
+                    procs[d.name] = ppid(d.name)
+        except OSError:
+            continue
+    return [int(p) for p, parent in procs.items() if parent in launchers]
+
+
+@pytest.mark.slow
+def test_killed_forked_stage_fails_the_cell_and_nothing_is_left(tmp_path: Path, local_inventory: Path) -> None:
+    env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=1.0))
+    proc = _background_run(tmp_path, env, local_inventory)
+    try:
+        wait_all_stages_logged([tmp_path / "work" / "stage0"])
+        stages = _children_of_forkrun(tmp_path / "work")
+        assert len(stages) == 4
+        os.kill(stages[2], signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, out + err
+    rec = json.loads((tmp_path / "results/fig15/zb/2_3/0.06/cell.json").read_text())
+    assert rec["status"] == "failed"
+    assert rec["reason"].startswith("fork (stages 0-3) on stage0 exited with 137: forkrun: local rank ")
+    assert rec["reason"].endswith("was killed by SIGKILL")
+    assert _processes_under(tmp_path / "work") == []
+
+
+@pytest.mark.slow
+def test_status_watch_follows_a_running_cell_until_ctrl_c(tmp_path: Path, local_inventory: Path) -> None:
+    env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=0.3))
+    inv = ["--inventory", str(local_inventory)]
+    run = _background_run(tmp_path, env, local_inventory)
+    watch = None
+    try:
+        wait_all_stages_logged([tmp_path / "work" / "stage0"])
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "pmctl", "status", "--watch", "--json", "--interval", "0.5", *inv],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )
+        assert watch.stdout is not None
+        docs = [json.loads(watch.stdout.readline()) for _ in range(4)]  # one object per line
+        watch.send_signal(signal.SIGINT)
+        _out, err = watch.communicate(timeout=60)
+        assert watch.returncode == 0 and "Traceback" not in err, err
+        iterations = [d["running"]["stages"]["0"]["iteration"] for d in docs]
+        assert iterations == sorted(iterations) and iterations[-1] > iterations[0]
+        assert all(d["running"]["cell"]["method"] == "zb" for d in docs)
+        assert [h["name"] for h in docs[0]["hosts"]] == [f"stage{i}" for i in range(4)]
+    finally:
+        for p in (watch, run):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGINT)
+        run.communicate(timeout=60)
+    assert _processes_under(tmp_path / "work") == []

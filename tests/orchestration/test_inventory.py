@@ -45,6 +45,8 @@ def _hosts(n: int, extra: str = "") -> str:
         (SSH_HEAD + "connect_timeout = 0\n" + _hosts(2), "cluster.connect_timeout", "positive"),
         ("[cluster\n", "", "not valid TOML"),
         (SSH_HEAD + 'deploy = "none"\n' + _hosts(2), "cluster.python", "no python"),
+        ('[cluster]\nstages = 4\nlauncher = "mpirun"\n', "cluster.launcher", "not supported"),
+        (SSH_HEAD + _hosts(2, 'base_python = ""'), "hosts[0].base_python", "non-empty string"),
     ],
 )
 def test_bad_inventory_is_one_line_with_file_and_field(tmp_path: Path, text: str, field: str, words: str) -> None:
@@ -96,10 +98,25 @@ def test_cluster_defaults_and_per_host_overrides(tmp_path: Path) -> None:
         + '[[hosts]]\nname = "b"\naddress = "10.0.0.9"\nport = 2222\nuser = "root"\ninterface = "ens5"\n'
         'work_dir = "/srv/pm"\npython = "/usr/bin/python3"\n'
     )
-    a, b = load_inventory(p).hosts
+    inv = load_inventory(p)
+    a, b = inv.hosts
     assert (a.user, a.port, a.interface, a.work_dir, a.identity_file) == ("ubuntu", 22, "eth0", "pm/h0", str(key))
     assert a.python == "pm/h0/venv/bin/python"  # the venv `pmctl setup` builds
     assert (b.user, b.port, b.interface, b.work_dir, b.python) == ("root", 2222, "ens5", "/srv/pm", "/usr/bin/python3")
+    assert inv.cluster.launcher == "torchrun"  # over ssh: one torchrun agent per host
+    assert a.base_python == b.base_python == "python3"
+
+
+def test_launcher_and_base_python_defaults_and_overrides(tmp_path: Path) -> None:
+    assert load_inventory(ROOT / "inventory.toml").cluster.launcher == "fork"
+    p = tmp_path / "inv.toml"
+    p.write_text(
+        SSH_HEAD + 'launcher = "fork"\nbase_python = "/opt/conda/bin/python"\n' + _hosts(1)
+        + '[[hosts]]\nname = "b"\naddress = "10.0.0.9"\nbase_python = "/usr/bin/python3.11"\n'
+    )
+    inv = load_inventory(p)
+    assert inv.cluster.launcher == "fork"
+    assert [h.base_python for h in inv.hosts] == ["/opt/conda/bin/python", "/usr/bin/python3.11"]
 
 
 def test_env_var_chooses_the_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,7 +113,8 @@ def test_stop_from_another_shell_stops_everything(netns_cluster: NetnsCluster, t
 
 
 def test_sigint_cleans_up_everything(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
-    proc = _start_run(netns_cluster, tmp_path, fake_entry(tmp_path, iter_s=1.0), "--iters", "200", launcher="direct")
+    # engine.forkrun on every host: its forked stage goes with it.
+    proc = _start_run(netns_cluster, tmp_path, fake_entry(tmp_path, iter_s=1.0), "--iters", "200", launcher="fork")
     try:
         wait_all_stages_logged(netns_cluster.work_dirs())
         proc.send_signal(signal.SIGINT)
@@ -180,3 +181,26 @@ def test_unknown_host_key_refused_without_opt_in(netns_cluster: NetnsCluster, tm
     accepted = run_pmctl(["setup", "--accept-new-host-keys", "--inventory", str(inv)], tmp_path, env, timeout=120)
     assert accepted.returncode == 0, accepted.stderr
     assert all(h.address in empty.read_text() for h in netns_cluster.hosts)
+
+
+def test_wheel_deploy_then_run_from_the_host_venvs(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
+    inv = netns_cluster.write_inventory(tmp_path / "inv-wheel.toml", wheel=True)
+    env = pmctl_env(tmp_path)
+    first = run_pmctl(["setup", "--inventory", str(inv)], tmp_path, env, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert all(f"{h.name}: installed" in first.stdout for h in netns_cluster.hosts), first.stdout
+    for h, work in zip(netns_cluster.hosts, netns_cluster.work_dirs()):
+        facts = json.loads((tmp_path / ".pmctl" / "hosts" / f"{h.name}.json").read_text())
+        assert facts["python_path"] == str(work / "venv" / "bin" / "python")
+        assert facts["torch"] and facts["project"] is True and facts["bundle"] != "none"
+        # The project runs from the pushed wheel inside the host's venv, not from this checkout.
+        site = next((work / "venv" / "lib").glob("python3*/site-packages"))
+        assert (site / "engine" / "train.py").is_file() and (site / "pmctl-base.pth").is_file()
+    again = run_pmctl(["setup", "--inventory", str(inv)], tmp_path, env, timeout=600)
+    assert again.returncode == 0 and again.stdout.count(": in sync") == 4, again.stdout
+
+    run = run_pmctl(["run", *CELL_ARGS, "--iters", "3", "--inventory", str(inv)], tmp_path, env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    record = json.loads((tmp_path / CELL_DIR / "cell.json").read_text())
+    assert record["status"] == "done" and record["launcher"] == "torchrun"
+    assert netns_cluster.our_processes() == []
