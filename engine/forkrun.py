@@ -34,19 +34,19 @@ from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-class _Stopped(Exception):
-    """This launcher got a stop signal."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+# Signals are blocked in this process from the start (before any import can start a thread)
+# and taken synchronously with sigtimedwait: no handler runs between a fork and the
+# bookkeeping of its child, or between a reap and its record.
+_WATCHED = frozenset((*_STOP_SIGNALS, signal.SIGCHLD))
+_POLL_S = 0.5  # a safety net: children are also reaped on this period
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """torchrun's static-rendezvous options, plus the entry (``-m module`` or a script)."""
-    p = argparse.ArgumentParser(prog="python -m engine.forkrun", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m engine.forkrun",
+        description="Fork one host's stage processes from one import, as torchrun would start them.",
+    )
     p.add_argument("--nnodes", type=int, default=1)
     p.add_argument("--node-rank", type=int, default=0)
     p.add_argument("--nproc-per-node", type=int, default=1)
@@ -86,13 +86,11 @@ def _die_with_parent(parent: int) -> None:
 
 def _run_stage(args: argparse.Namespace, entry_main: Callable[[list[str]], object] | None,
                local_rank: int, parent: int) -> None:
-    """In the forked child: become one stage and never return."""
+    """In the forked child: become one stage and never return. The signal dispositions are
+    the launcher's own (it installs no handlers); only the mask is undone."""
     code = 1
     try:
-        for s in _STOP_SIGNALS:
-            signal.signal(s, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
         _die_with_parent(parent)
         os.environ.update(stage_env(args, local_rank))
         sys.argv = [args.entry, *args.entry_args]
@@ -116,17 +114,23 @@ def _run_stage(args: argparse.Namespace, entry_main: Callable[[list[str]], objec
 
 
 def _stop(children: dict[int, int], grace_s: float) -> None:
-    """TERM the children still running, KILL those left after ``grace_s``; reaps them all."""
+    """TERM the children still running, KILL those left after ``grace_s``; reaps them all.
+    Further stop signals stay pending meanwhile: the stop is already under way."""
     for pid in children:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while children and time.monotonic() < deadline:
-        _reap(children, block=False)
-        time.sleep(0.05)
+    while True:
+        _reap_finished(children)
+        left = deadline - time.monotonic()
+        if not children or left <= 0:
+            break
+        signal.sigtimedwait((signal.SIGCHLD,), min(left, _POLL_S))
     for pid in children:
         _signal(pid, signal.SIGKILL)
     while children:
-        _reap(children, block=True)
+        _reap_finished(children)
+        if children:
+            signal.sigtimedwait((signal.SIGCHLD,), _POLL_S)
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -136,38 +140,57 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _reap(children: dict[int, int], block: bool) -> tuple[int, int] | None:
-    """Waits for one child; returns (local rank, exit code as in subprocess) or None."""
-    pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
-    if pid == 0 or pid not in children:
-        return None
-    return children.pop(pid), os.waitstatus_to_exitcode(status)
+def _reap_finished(children: dict[int, int]) -> list[tuple[int, int]]:
+    """Reaps every child that has ended: [(local rank, exit code as in subprocess)]."""
+    done = []
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # none left to wait for
+            children.clear()
+            break
+        if pid == 0:
+            break
+        if pid in children:
+            done.append((children.pop(pid), os.waitstatus_to_exitcode(status)))
+    return done
 
 
 def _exit_status(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def supervise(children: dict[int, int], grace_s: float) -> int:
-    """Waits for every stage; on the first failure stops the rest. Returns this launcher's
-    exit status."""
-    while children:
-        done = _reap(children, block=True)
-        if done is None:
-            continue
-        rank, code = done
-        if code != 0:
-            if code < 0:  # the stage said nothing itself
-                name = signal.Signals(-code).name
-                sys.stderr.write(f"forkrun: local rank {rank} was killed by {name}\n")
-                sys.stderr.flush()
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # a real-time signal
+        return f"signal {signum}"
+
+
+def supervise(children: dict[int, int], grace_s: float, stop_signals: frozenset[int]) -> int:
+    """Waits for every stage; on the first failure, or a stop signal, stops the rest.
+    Returns this launcher's exit status."""
+    while True:
+        for rank, code in _reap_finished(children):
+            if code != 0:
+                if code < 0:  # the stage said nothing itself
+                    sys.stderr.write(f"forkrun: local rank {rank} was killed by {_signal_name(-code)}\n")
+                    sys.stderr.flush()
+                _stop(children, grace_s)
+                return _exit_status(code)
+        if not children:
+            return 0
+        info = signal.sigtimedwait(_WATCHED, _POLL_S)
+        if info is not None and info.si_signo in stop_signals:
             _stop(children, grace_s)
-            return _exit_status(code)
-    return 0
+            return 128 + info.si_signo
 
 
 def main(argv: list[str] | None = None) -> int:
     """Preloads the entry module, forks the stages, supervises them."""
+    # A stop signal the launcher was started ignoring (nohup, a background job) stays ignored.
+    stop_signals = frozenset(s for s in _STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
     args = parse_args(argv)
     entry_main = None
     if args.module:
@@ -177,29 +200,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     parent = os.getpid()
     children: dict[int, int] = {}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        raise _Stopped(signum)
-
-    for s in _STOP_SIGNALS:
-        signal.signal(s, on_signal)
     try:
         for local_rank in range(args.nproc_per_node):
             sys.stdout.flush()
             sys.stderr.flush()
-            # Blocked across the fork: a child must not run this launcher's handler.
-            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             pid = os.fork()
             if pid == 0:
                 _run_stage(args, entry_main, local_rank, parent)
             children[pid] = local_rank
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-        return supervise(children, args.grace)
-    except _Stopped as stop:
-        for s in _STOP_SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
-        _stop(children, args.grace)
-        return 128 + stop.signum
+    except BaseException:
+        _stop(children, args.grace)  # a failed fork: none of the stages may stay
+        raise
+    return supervise(children, args.grace, stop_signals)
 
 
 if __name__ == "__main__":

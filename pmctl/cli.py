@@ -67,14 +67,15 @@ def main() -> None:
         if usage is not None:
             sys.stderr.write(f"{prefix} {usage}\n")
             sys.exit(getattr(exc, "exit_code", 2))
-        if type(exc).__name__ == "Abort":
-            sys.stderr.write("pmctl: interrupted\n")
-            sys.exit(130)
+        if type(exc).__name__ == "Abort":  # a prompt got EOF or was declined
+            sys.stderr.write("pmctl: aborted\n")
+            sys.exit(1)
         path = _log_bug(exc)
         sys.stderr.write(f"error: internal error: {exc!r} (traceback in {path})\n")
         sys.exit(1)
-    # Typer returns the status of `raise typer.Exit(n)` (and 130 after Ctrl-C).
-    sys.exit(code if isinstance(code, int) else 0)
+    # Typer returns the status of `raise typer.Exit(n)` (and 130 after Ctrl-C); a command's
+    # own return value is not a status.
+    sys.exit(code if type(code) is int else 0)
 
 
 if __name__ == "__main__":

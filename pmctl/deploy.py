@@ -40,7 +40,10 @@ _PACKAGES = ("pmctl", "engine", "injector", "figures")
 SETUP_TIMEOUT_S = 900.0
 MIN_TORCH = (2, 4)
 BASE_PTH = "pmctl-base.pth"
-_BASE_SITE = 'import site; print("\\n".join(site.getsitepackages()))'
+_BASE_SITE = (
+    "import site; user = [site.getusersitepackages()] if site.ENABLE_USER_SITE else []; "
+    'print("\\n".join(site.getsitepackages() + user))'
+)
 _VENV_SITE = 'import sysconfig; print(sysconfig.get_path("purelib"))'
 
 # Printed as JSON by the host's python: what the engine needs to run there. torch itself is
@@ -143,19 +146,35 @@ def _install(session: Session, host: Host, wheel: Path, digest: str, force: bool
     t = session.transport(host)
     w = shlex.quote(host.work_dir)
     venv_py = shlex.quote(host.python)
-    current = t.run(f"cat {w}/bundle/hash 2>/dev/null; test -x {venv_py} && echo venv-ok", 60).stdout.split()
-    if not force and current[:2] == [digest, "venv-ok"]:
+    base = shlex.quote(host.base_python)
+    current = t.run(
+        f"printf '%s\\n' \"$(cat {w}/bundle/hash 2>/dev/null)\" \"$(cat {w}/bundle/base 2>/dev/null)\"; "
+        f"test -x {venv_py} && echo venv-ok", 60,
+    ).stdout.splitlines()
+    recorded_hash, recorded_base = (current + ["", ""])[:2]
+    venv_ok = "venv-ok" in current[2:]
+    if not force and venv_ok and (recorded_hash, recorded_base) == (digest, host.base_python):
         return "in sync"
     remote_wheel = f"{host.work_dir}/bundle/{wheel.name}"
     t.put(str(wheel), remote_wheel)
-    # The venv sees the base interpreter's site-packages through a .pth file (after its own,
-    # so the project's wheel wins): that works for a system python, a conda env or another
-    # venv alike, where --system-site-packages would only reach a system install. Check torch
-    # first so a host without it fails in seconds instead of after a long pip run.
-    base = shlex.quote(host.base_python)
+    # The venv sees the base interpreter's site-packages (and its user site, as
+    # --system-site-packages would) through a .pth file, after its own, so the project's
+    # wheel wins. Unlike --system-site-packages this reaches a conda env or another venv too.
+    # The .pth files inside those folders are not run: an editable install of this project
+    # in the base must not shadow the pushed wheel. A venv made over another base (or by an
+    # older pmctl) is made again.
+    remake = "--clear " if not venv_ok or recorded_base != host.base_python else ""
+    if remake:
+        r = t.run(f"cd {w} && {base} -m venv {remake}venv", SETUP_TIMEOUT_S)
+        if not r.ok:
+            raise UserError(
+                f"cannot make a venv with {host.base_python}: {_last_line(r.stderr)}", f"host {host.name}",
+                "set base_python to an interpreter with the venv module (e.g. apt install python3-venv)",
+            )
+    # Check torch first so a host without it fails in seconds instead of after a long pip run.
     r = t.run(
-        f"cd {w} && (test -x {venv_py} || {base} -m venv venv) && "
-        f"{base} -c {shlex.quote(_BASE_SITE)} > \"$({venv_py} -c {shlex.quote(_VENV_SITE)})/{BASE_PTH}\" && "
+        f"cd {w} && {base} -c {shlex.quote(_BASE_SITE)} > \"$({venv_py} -c {shlex.quote(_VENV_SITE)})/{BASE_PTH}\" && "
+        f"printf '%s\\n' {base} > bundle/base && "
         f"{venv_py} -c 'import importlib.metadata as m; print(m.version(\"torch\"))'",
         SETUP_TIMEOUT_S,
     )

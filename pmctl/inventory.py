@@ -239,6 +239,13 @@ class _Validator:
             raise self.error(f"{where}.{key}", f"must be a non-empty string, got {val!r}", "quote it")
         return val
 
+    def interpreter(self, t: dict[str, Any], where: str, key: str, default: str | None) -> Any:
+        """A python to run on a host: it goes through a quoted command line, so no ``~``."""
+        val = self.string(t, where, key, default)
+        if isinstance(val, str) and val.startswith("~"):
+            raise self.error(f"{where}.{key}", f"{val!r}: ~ is not expanded on the host", "give an absolute path")
+        return val
+
     def choice(self, t: dict[str, Any], where: str, key: str, allowed: tuple[str, ...], default: str) -> str:
         val = t.get(key, default)
         if val not in allowed:
@@ -277,7 +284,7 @@ class _Validator:
         seen.add(name)
         work_dir = self.string(raw, where, "work_dir", f"{cluster.work_dir}/{name}")
         # Deployed hosts run the venv that `pmctl setup` builds in their work dir.
-        python = self.string(raw, where, "python", defaults["python"]) or f"{work_dir}/venv/bin/python"
+        python = self.interpreter(raw, where, "python", defaults["python"]) or f"{work_dir}/venv/bin/python"
         identity = self.string(raw, where, "identity_file", defaults["identity_file"])
         if identity is not None:
             identity = str(Path(identity).expanduser())
@@ -302,5 +309,5 @@ class _Validator:
             identity_file=identity,
             gpus=gpus,
             interface=self.string(raw, where, "interface", defaults["interface"]),
-            base_python=self.string(raw, where, "base_python", defaults["base_python"]),
+            base_python=self.interpreter(raw, where, "base_python", defaults["base_python"]),
         )

@@ -41,13 +41,14 @@ sys.stdout.write(f"rank {rank} ok\\n")
 """
 
 
-def _launch(tmp_path: Path, plan: dict[str, str], *opts: str) -> subprocess.Popen[str]:
+def _launch(tmp_path: Path, plan: dict[str, str], *opts: str, ignore_hup: bool = False) -> subprocess.Popen[str]:
     script = tmp_path / "entry.py"
     script.write_text(SCRIPT)
     cmd = [sys.executable, "-m", "engine.forkrun", "--master-port", "29999", "--grace", "1", *opts,
            str(script), str(tmp_path), json.dumps(plan)]
+    hup = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignore_hup else None  # as nohup
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=hup)
 
 
 def _finish(p: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str, str]:
@@ -126,6 +127,18 @@ def test_term_to_the_launcher_stops_every_stage(tmp_path: Path) -> None:
     p.send_signal(signal.SIGTERM)  # the launcher alone, not its process group
     rc, _out, _err = _finish(p)
     assert rc == 128 + signal.SIGTERM
+    assert not any(_alive(r["pid"]) for r in ranks.values())
+
+
+def test_a_signal_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
+    p = _launch(tmp_path, {"0": "sleep", "1": "sleep"}, "--nproc-per-node", "2", ignore_hup=True)
+    ranks = _wait_ranks(tmp_path, 2)
+    p.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert p.poll() is None and all(_alive(r["pid"]) for r in ranks.values())
+    p.send_signal(signal.SIGINT)
+    rc, _out, _err = _finish(p)
+    assert rc == 128 + signal.SIGINT
     assert not any(_alive(r["pid"]) for r in ranks.values())
 
 

@@ -128,13 +128,13 @@ class NetnsCluster:
 
     def write_inventory(
         self, path: Path, hosts: list[int] | None = None, known_hosts: Path | None = None,
-        launcher: str = "torchrun", wheel: bool = False,
+        launcher: str = "torchrun", wheel: bool = False, base_python: str = sys.executable,
     ) -> Path:
         """An inventory for these hosts: by default the no-deploy fast path (this venv's
-        python); ``wheel``: real wheel deploys into a venv per host over this venv's python
-        (whose torch and dependencies it reuses, so no package index is needed)."""
+        python); ``wheel``: real wheel deploys into a venv per host over ``base_python``
+        (this venv's python: its torch and dependencies are reused, no package index needed)."""
         idx = hosts if hosts is not None else list(range(len(self.hosts)))
-        python = f'base_python = "{sys.executable}"' if wheel else f'python = "{sys.executable}"'
+        python = f'base_python = "{base_python}"' if wheel else f'python = "{sys.executable}"'
         lines = [
             "[cluster]", 'name = "netns"', 'transport = "ssh"', 'device = "cpu"',
             f'deploy = "{"wheel" if wheel else "none"}"', python,

@@ -47,6 +47,8 @@ def _hosts(n: int, extra: str = "") -> str:
         (SSH_HEAD + 'deploy = "none"\n' + _hosts(2), "cluster.python", "no python"),
         ('[cluster]\nstages = 4\nlauncher = "mpirun"\n', "cluster.launcher", "not supported"),
         (SSH_HEAD + _hosts(2, 'base_python = ""'), "hosts[0].base_python", "non-empty string"),
+        (SSH_HEAD + _hosts(2, 'base_python = "~/conda/bin/python"'), "hosts[0].base_python", "not expanded"),
+        (SSH_HEAD + 'python = "~/venv/bin/python"\n' + _hosts(2), "hosts[0].python", "not expanded"),
     ],
 )
 def test_bad_inventory_is_one_line_with_file_and_field(tmp_path: Path, text: str, field: str, words: str) -> None:

@@ -199,6 +199,15 @@ def test_wheel_deploy_then_run_from_the_host_venvs(netns_cluster: NetnsCluster, 
     again = run_pmctl(["setup", "--inventory", str(inv)], tmp_path, env, timeout=600)
     assert again.returncode == 0 and again.stdout.count(": in sync") == 4, again.stdout
 
+    # Another base interpreter remakes the venvs over it; this one has no torch: one line.
+    no_torch = netns_cluster.write_inventory(tmp_path / "inv-sys.toml", hosts=[0, 1], wheel=True, base_python="/usr/bin/python3")
+    bad = run_pmctl(["setup", "--inventory", str(no_torch)], tmp_path, env, timeout=600)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "no torch for" in bad.stderr and "a venv over /usr/bin/python3" in bad.stderr
+    assert (netns_cluster.work_dirs()[0] / "bundle" / "base").read_text().strip() == "/usr/bin/python3"
+    back = run_pmctl(["setup", "--inventory", str(inv)], tmp_path, env, timeout=600)
+    assert back.returncode == 0 and back.stdout.count(": installed") == 2, back.stdout
+
     run = run_pmctl(["run", *CELL_ARGS, "--iters", "3", "--inventory", str(inv)], tmp_path, env, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     record = json.loads((tmp_path / CELL_DIR / "cell.json").read_text())
