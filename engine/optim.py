@@ -8,10 +8,24 @@ every measured cell paid at start-up; the engine never compiles, so the import b
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch.optim.adam import adam
+
+# torch before the AdamW -> Adam merge (early 2025) has no decoupled_weight_decay in adam();
+# its own functional adamw() is the same update there.
+_ADAM_DECOUPLES = "decoupled_weight_decay" in inspect.signature(adam).parameters
+
+
+def _adamw_kernel() -> Any:
+    if _ADAM_DECOUPLES:
+        return lambda *args, **kw: adam(*args, decoupled_weight_decay=True, **kw)
+    from torch.optim.adamw import adamw
+
+    return adamw
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8
@@ -46,7 +60,7 @@ class AdamW:
         if not params:
             return
         states = [self._state(p) for p in params]
-        adam(
+        _adamw_kernel()(
             params,
             [p.grad for p in params],
             [s["exp_avg"] for s in states],
@@ -60,7 +74,6 @@ class AdamW:
             grad_scale=None,
             found_inf=None,
             has_complex=any(torch.is_complex(p) for p in params),
-            decoupled_weight_decay=True,
             amsgrad=False,
             beta1=BETAS[0],
             beta2=BETAS[1],

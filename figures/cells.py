@@ -15,6 +15,14 @@ from typing import Any
 Link = tuple[int, int]
 
 CELL_JSON = "cell.json"
+# `pmctl run --quick` keeps its results apart, in <results>/quick/, so a quick run never
+# replaces a full one (figures share cells: fig15's 0 ms points are fig20's cells).
+QUICK_DIR = "quick"
+
+
+def run_root(results_root: Path, quick: bool) -> Path:
+    """The results root of a full run, or of a ``--quick`` one."""
+    return Path(results_root) / QUICK_DIR if quick else Path(results_root)
 
 
 def links_key(links: tuple[Link, ...]) -> str:

@@ -56,13 +56,20 @@ def _num(x: float) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
 
-def read_status(path: Path) -> tuple[str, str]:
-    """(status, reason) from a cell folder's ``cell.json``; ("missing", ...) without one."""
+def read_status(path: Path, cell: Cell) -> tuple[str, str]:
+    """(status, reason) of ``cell`` from its folder's ``cell.json``: ("missing", ...) without
+    one, ("stale", ...) when it holds a run of another spec (other iterations, preset...)."""
     record = read_cell_json(path)
     if record is None:
         if not path.exists():
             return "missing", "not run"
         return "missing", "unreadable cell.json" if (path / CELL_JSON).exists() else "no cell.json"
+    if not same_spec(cell, record):
+        spec = record.get("spec") or {}
+        return "stale", (
+            f"holds a run of another spec ({spec.get('iterations')} iterations, preset "
+            f"{spec.get('preset')}): rerun it with pmctl run"
+        )
     return str(record.get("status", "missing")), str(record.get("reason") or "")
 
 
@@ -88,9 +95,10 @@ def bubble_rates(records: list[dict[str, Any]], times_ms: dict[int, float]) -> d
 
 
 def read_cell(results_root: Path, cell: Cell) -> CellResult:
-    """The cell's numbers from its op logs, with its status from ``cell.json``."""
+    """The cell's numbers from its op logs, with its status from ``cell.json``; a result of
+    another spec (other iterations, preset...) is ``stale``, never drawn as this cell."""
     path = cell_folder(results_root, cell)
-    status, reason = read_status(path)
+    status, reason = read_status(path, cell)
     nan = math.nan
     if status != "done":
         return CellResult(cell, status, nan, nan, nan, nan, reason)

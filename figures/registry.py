@@ -49,14 +49,35 @@ def get_figure(name: str) -> Figure:
     return module.FIGURE  # type: ignore[no-any-return]
 
 
+def plot_root(figure: Figure, results_root: Path) -> Path:
+    """Where ``plot`` reads a figure from: the full run's results, or the ``--quick`` run's
+    (``<results>/quick``) when only that one has any."""
+    from figures.cells import QUICK_DIR, cell_folder, read_cell_json, same_spec
+    from figures.simulated import data_path
+
+    quick_root = Path(results_root) / QUICK_DIR
+    if figure.kind == "measured":
+        def ran(quick: bool, root: Path) -> bool:
+            cells = figure.cells(quick)  # type: ignore[attr-defined]
+            return any(same_spec(c, read_cell_json(cell_folder(root, c))) for c in cells)
+
+        use_quick = not ran(False, results_root) and ran(True, quick_root)
+    else:
+        name = figure.name
+        use_quick = (not data_path(Path(results_root) / name, name).exists()
+                     and data_path(quick_root / name, name).exists())
+    return quick_root if use_quick else Path(results_root)
+
+
 def plot_figure(name: str, results_root: Path, reference: Path | None = None) -> FigureReport:
-    """Renders figure ``name`` from ``results_root`` (measured figures first get the per-cell
-    timelines their finished cells lack)."""
+    """Renders figure ``name`` from ``results_root`` (or its ``quick`` run, see ``plot_root``);
+    measured figures first get the per-cell timelines their finished cells lack."""
     from figures.cells import cell_folder
     from figures.measured import choose_cells
     from figures.timeline import ensure_timelines
 
     figure = get_figure(name)
+    results_root = plot_root(figure, results_root)
     if figure.kind == "measured":
         cells = choose_cells(figure.cells(False), figure.cells(True), results_root)
         ensure_timelines([cell_folder(results_root, c) for c in cells])

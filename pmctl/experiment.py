@@ -17,6 +17,7 @@ from figures.cells import Cell, cell_folder
 from pmctl import runs
 from pmctl.errors import UserError
 from pmctl.fanout import fanout, raise_first
+from pmctl.inventory import load_inventory
 from pmctl.launcher import CellInterrupted, CellOutcome, LaunchOptions, run_cell
 from pmctl.matrix import Selection, resolve_figures, select_cells
 from pmctl.results import DONE, cell_status, is_done, sweep_staging
@@ -49,7 +50,8 @@ def preflight(session: Session) -> None:
 
 
 def _check_idle(session: Session) -> None:
-    """Refuses to start while another pmctl run is live; cleans up after a dead one."""
+    """Refuses to start while another pmctl run is live; cleans up after a dead one, on the
+    hosts of that run's own inventory."""
     entry = runs.load()
     if entry is None:
         return
@@ -60,7 +62,11 @@ def _check_idle(session: Session) -> None:
         )
     from pmctl.stopper import stop_recorded
 
-    stop_recorded(session)
+    if entry.inventory == str(session.inventory.path) or not Path(entry.inventory).is_file():
+        stop_recorded(session)
+        return
+    with Session(load_inventory(Path(entry.inventory))) as own:
+        stop_recorded(own)
 
 
 def execute(session: Session, req: RunRequest, console: Console) -> int:
@@ -79,6 +85,12 @@ def execute(session: Session, req: RunRequest, console: Console) -> int:
         console.print(f"{name}: computed into {req.results_root / name}")
     if not cells:
         return 0
+    with runs.run_lock():
+        return _run_cells(session, req, cells, console)
+
+
+def _run_cells(session: Session, req: RunRequest, cells: list[Cell], console: Console) -> int:
+    """The measured part of a run: every cell in turn, then the summary; the exit code."""
     _check_idle(session)
     sweep_staging(req.results_root)
     preflight(session)

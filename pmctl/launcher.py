@@ -17,6 +17,7 @@ import secrets
 import shlex
 import tarfile
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from pmctl.fanout import describe, fanout, raise_first
 from pmctl.inventory import Host, Inventory
 from pmctl.results import DONE, FAILED, INTERRUPTED, CellRecord, Staging
 from pmctl.session import Session
-from pmctl.transport.base import ProcessHandle
+from pmctl.transport.base import ProcessHandle, token_sweep_script
 
 ENGINE_ENTRY = ("-m", "engine.train")
 CALL_TIMEOUT_S = 60.0
@@ -174,6 +175,8 @@ class _CellRun:
         )
         self.control: Any = None
         self.cleanup_errors: list[str] = []
+        self._starts = threading.Condition()
+        self._starts_in_flight = 0
 
     # -- setup ------------------------------------------------------------------------
 
@@ -251,20 +254,34 @@ class _CellRun:
 
     def _start_stages(self, master_port: int, url: str) -> None:
         def start(host: Host) -> ProcessHandle:
-            d = self.run_dirs[host.name]
-            cmd = stage_command(
-                self.inv, host, self.cell, d, master_port, url, self.run_id, self.opts.engine_entry
-            )
-            return self.s.transport(host).start(
-                "stage", cmd, stage_env(self.inv, host, d, master_port), d, self.token
-            )
+            try:
+                d = self.run_dirs[host.name]
+                cmd = stage_command(
+                    self.inv, host, self.cell, d, master_port, url, self.run_id, self.opts.engine_entry
+                )
+                handle = self.s.transport(host).start(
+                    "stage", cmd, stage_env(self.inv, host, d, master_port), d, self.token
+                )
+                # Recorded here, in the start's own thread: a start that outlives an
+                # interrupt or the fan-out timeout is still stopped by the teardown.
+                with self._starts:
+                    self.stages[host.name] = handle
+                    self._record(handle)
+                return handle
+            finally:
+                with self._starts:
+                    self._starts_in_flight -= 1
+                    self._starts.notify_all()
 
-        outcomes = fanout(launch_hosts(self.inv), start, CALL_TIMEOUT_S, name=lambda h: h.name)
-        for o in outcomes:
-            if o.ok:
-                self.stages[o.host] = o.value
-                self._record(o.value)
-        raise_first(outcomes, "starting the stages")
+        hosts = launch_hosts(self.inv)
+        with self._starts:
+            self._starts_in_flight = len(hosts)
+        raise_first(fanout(hosts, start, CALL_TIMEOUT_S, name=lambda h: h.name), "starting the stages")
+
+    def _wait_for_starts(self) -> None:
+        """Lets the stage starts still running finish (and record themselves) first."""
+        with self._starts:
+            self._starts.wait_for(lambda: self._starts_in_flight == 0, timeout=2 * CALL_TIMEOUT_S)
 
     # -- follow -----------------------------------------------------------------------
 
@@ -335,7 +352,15 @@ class _CellRun:
             if self.redis is not None and host.name == self.redis.host:
                 t.stop(self.redis, grace)
 
-        self._note_failures(fanout(list(self.inv.hosts), stop, grace + CALL_TIMEOUT_S, name=lambda h: h.name), "stop")
+        def sweep(host: Host) -> None:
+            self.s.transport(host).run(token_sweep_script(self.token, grace), grace + CALL_TIMEOUT_S)
+
+        hosts = list(self.inv.hosts)
+        self._note_failures(fanout(hosts, stop, grace + CALL_TIMEOUT_S, name=lambda h: h.name), "stop")
+        # Only after every recorded group is stopped (a group is recognised by a member with
+        # our token, which the sweep would take away): anything else of this cell, i.e.
+        # unrecorded starts and workers that left our process groups.
+        self._note_failures(fanout(hosts, sweep, grace + CALL_TIMEOUT_S, name=lambda h: h.name), "stop")
 
     def _collect_host(self, host: Host, dest: Path) -> None:
         t = self.s.transport(host)
@@ -357,7 +382,9 @@ class _CellRun:
         )
         if not r.ok:
             return
-        with tempfile.TemporaryDirectory() as tmp:
+        # Unpacked beside the destination: the moves below are then renames on one file
+        # system (a tmpfs /tmp would make them fail with EXDEV).
+        with tempfile.TemporaryDirectory(dir=dest, prefix=".collect-") as tmp:
             local = Path(tmp) / "c.tgz"
             t.get(remote_tar, str(local))
             x = Path(tmp) / "x"
@@ -422,17 +449,19 @@ class _CellRun:
             # Something may still run or sit on a host: say so (pmctl stop retries).
             record.reason = "; ".join(filter(None, [record.reason, *self.cleanup_errors]))
         folder = staging.commit(record)
+        reason = record.reason
+        if folder != staging.final:
+            reason += f" (the finished result stays; this attempt is in {folder})"
         if not self.cleanup_errors:
             runs.clear(self.entry)  # else kept, so `pmctl stop` (or the next run) retries
-        return CellOutcome(
-            self.cell, record.status, folder, seconds, record.reason, record.mean_ms, codes, follow_s
-        )
+        return CellOutcome(self.cell, record.status, folder, seconds, reason, record.mean_ms, codes, follow_s)
 
     def _teardown(self, staging: Staging) -> None:
         """Stop, collect, remove: each step runs on every host even if another step failed
         there; failures are noted for cell.json instead of raised."""
         if self.control is not None:
             self.control.close()
+        self._wait_for_starts()
         self._stop_all()
         hosts = list(self.inv.hosts)
         self._note_failures(

@@ -1,7 +1,10 @@
 """The results store: ``results/<fig>/<method>/<links>/<delay>/`` per cell (ARCHITECTURE.md).
 
 A cell is written into a hidden staging folder beside its final place and renamed into place
-only when complete (``cell.json`` last), so a reader never sees half a cell. A cell whose
+only when complete (``cell.json`` last), so a reader never sees half a cell. A finished
+result is never lost: a failed or interrupted rerun leaves it in place and goes to
+``<cell>/attempts/<run_id>/``; a finished result that a new one replaces (``--force``, or a
+result of another spec) moves to ``<cell>/previous/<run_id>/``. A cell whose
 ``cell.json`` says ``done`` for exactly the requested spec is finished: it is skipped unless
 ``--force``; a result of another spec (say a ``--quick`` run) is stale and re-run. Failed and
 interrupted cells are recorded too (with the reason) and re-run by the next ``pmctl run``.
@@ -22,6 +25,8 @@ from figures.cells import CELL_JSON, Cell, cell_folder, read_cell_json, same_spe
 DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
 STALE, MISSING = "stale", "missing"
 _STAGING = ".partial-"
+_ASIDE = ".old-"
+ATTEMPTS, PREVIOUS = "attempts", "previous"
 
 
 def cell_status(results_root: Path, cell: Cell) -> str:
@@ -73,31 +78,62 @@ class Staging:
         self.path.mkdir()
 
     def commit(self, record: CellRecord) -> Path:
-        """Writes ``cell.json`` and moves the folder into place, replacing an older attempt."""
+        """Writes ``cell.json`` and moves the folder into place; returns where it went (the
+        cell folder, or ``<cell>/attempts/<run_id>`` when a finished result stays)."""
         write_json_atomic(self.path / CELL_JSON, record.to_json())
-        old = None
+        kept = read_cell_json(self.final)
+        if _finished(kept) and record.status != DONE:
+            dest = self.final / ATTEMPTS / record.run_id
+            dest.parent.mkdir(exist_ok=True)
+            os.replace(self.path, dest)
+            return dest
+        aside = None
         if self.final.exists():
             # rename(2) cannot replace a non-empty folder: move the old one aside first.
-            old = self.final.parent / f".{self.final.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.final, old)
+            aside = self.final.parent / f".{self.final.name}{_ASIDE}{uuid.uuid4().hex[:8]}"
+            os.replace(self.final, aside)
         os.replace(self.path, self.final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if aside is not None:
+            _settle_aside(aside, self.final)
         return self.final
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def _finished(record: dict[str, Any] | None) -> bool:
+    return record is not None and record.get("status") == DONE
+
+
+def _settle_aside(aside: Path, final: Path) -> None:
+    """An old cell moved aside during a commit: a finished one goes into the new cell's
+    ``previous/`` (or back into place if the new one never arrived), anything else away."""
+    record = read_cell_json(aside)
+    if not _finished(record):
+        shutil.rmtree(aside, ignore_errors=True)
+    elif not final.exists():
+        os.replace(aside, final)
+    else:
+        dest = final / PREVIOUS / str(record.get("run_id") or aside.name)
+        dest.parent.mkdir(exist_ok=True)
+        os.replace(aside, dest)
+
+
 def sweep_staging(results_root: Path) -> int:
-    """Removes staging/aside folders left by a killed pmctl; returns how many."""
+    """Cleans up after a pmctl killed mid-commit: staging folders go, an old cell moved aside
+    is settled as in a commit (a finished result is never deleted); returns how many."""
     n = 0
     root = Path(results_root)
     if not root.is_dir():
         return 0
     for p in root.glob("*/*/*/.*"):
-        if p.is_dir() and (_STAGING in p.name or ".old-" in p.name):
+        if not p.is_dir():
+            continue
+        if _STAGING in p.name:
             shutil.rmtree(p, ignore_errors=True)
+            n += 1
+        elif _ASIDE in p.name:
+            _settle_aside(p, p.parent / p.name[1:].split(_ASIDE)[0])
             n += 1
     return n
 

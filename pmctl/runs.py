@@ -8,9 +8,12 @@ Every change rewrites the file atomically. Secrets (the Redis password) live in 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,34 @@ def state_dir() -> Path:
 
 def ledger_path() -> Path:
     return state_dir() / "running.json"
+
+
+@contextmanager
+def run_lock() -> Iterator[None]:
+    """Held for the measured part of a whole ``pmctl run``: one run per state folder at a
+    time, so two runs never share the ledger or sweep each other's staging folders. The
+    lock dies with its process, so a killed run never leaves it behind."""
+    from pmctl.errors import UserError
+
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder / "run.lock", "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise UserError(
+                f"another pmctl run (pid {holder}) is using {folder}", "pmctl run",
+                "wait for it, or stop it with pmctl stop",
+            ) from None
+        fh.truncate(0)
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
 
 
 @dataclass

@@ -11,6 +11,7 @@ import time
 from pmctl import runs
 from pmctl.fanout import fanout
 from pmctl.session import Session
+from pmctl.transport.base import token_sweep_script
 
 
 def stop_recorded(session: Session, grace: float = 5.0) -> list[str]:
@@ -26,7 +27,11 @@ def stop_recorded(session: Session, grace: float = 5.0) -> list[str]:
         while runs.pmctl_alive(entry.pmctl_pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         done.append(f"signalled pmctl run (pid {entry.pmctl_pid})")
+        entry = runs.load()  # it has cleared the ledger, or recorded more meanwhile
+        if entry is None:
+            return done
     hosts = {h.name: h for h in session.inventory.hosts}
+    tokens = sorted({p.token for p in entry.processes})
 
     def stop_host(name: str) -> list[str]:
         t = session.transport(hosts[name])
@@ -41,11 +46,24 @@ def stop_recorded(session: Session, grace: float = 5.0) -> list[str]:
         return out
 
     names = sorted({p.host for p in entry.processes} | set(entry.remote_dirs))
-    names = [n for n in names if n in hosts]
-    for o in fanout(names, stop_host, grace + 120):
+    unknown = [n for n in names if n not in hosts]
+    failed = False
+    reachable = [n for n in names if n in hosts]
+    for o in fanout(reachable, stop_host, grace + 180):
         if o.ok:
             done += o.value
         else:
+            failed = True
             done.append(f"could not reach {o.host}: {o.error}")
-    runs.clear(entry)
+
+    def sweep(name: str) -> None:  # after the group stops: whatever else of that run
+        for token in tokens:
+            session.transport(hosts[name]).run(token_sweep_script(token, grace), grace + 60)
+
+    for o in fanout(reachable, sweep, grace + 120):
+        failed = failed or not o.ok
+    if unknown:
+        done.append(f"not in this inventory: {', '.join(unknown)} (run pmctl stop --inventory {entry.inventory})")
+    if not failed and not unknown:
+        runs.clear(entry)  # else kept, so the next pmctl stop retries
     return done

@@ -180,6 +180,9 @@ class DelegatePool:
                 host.copy_(tensor, non_blocking=True)
                 ready = torch.cuda.Event()
                 ready.record(stream)
+            # The caller may drop its last reference now (a B's input gradient): the
+            # allocator must not hand the block to the compute stream before the copy read it.
+            tensor.record_stream(stream)
             tensor = host
         self._check()
         self._senders[direction][mb % self.k].jobs.put(

@@ -199,7 +199,10 @@ def _solve_cbc(
     if bound_m:
         bound = float(bound_m.group(1))
     elif status.startswith("Optimal"):
-        bound = objective - abs_gap  # CBC proved it within the requested gap
+        # CBC proved it within the requested gap. Reported as the objective itself: the
+        # caller rounds bounds up for integer data, and objective - gap would round to one
+        # below the optimum (a proven optimum read back as unproven).
+        bound = objective
     else:
         bound = -INF
     return SolverOutcome("cbc", status, values, objective, bound, seconds)

@@ -40,7 +40,9 @@ def run(
     engine_entry: Annotated[Optional[str], typer.Option("--engine-entry", hidden=True, envvar="PMCTL_ENGINE_ENTRY", help="Launcher target instead of '-m engine.train' (tests).")] = None,
 ) -> None:
     """Run figures: simulated ones compute here; measured ones run each cell on the cluster
-    into `results/<fig>/<method>/<links>/<delay>/` (finished cells are skipped)."""
+    into `results/<fig>/<method>/<links>/<delay>/` (finished cells are skipped; `--quick`
+    runs go to `results/quick/`)."""
+    from figures.cells import run_root
     from pmctl.experiment import RunRequest, execute
     from pmctl.matrix import Selection, parse_delay, parse_links
 
@@ -56,7 +58,7 @@ def run(
         iterations=iters, fault_at=fault_at, preset=preset, delegates=delegates,
     )
     entry = tuple(engine_entry.split()) if engine_entry else None
-    req = RunRequest(figures, sel, quick, results, force, dry_run, timeout, entry)
+    req = RunRequest(figures, sel, quick, run_root(results, quick), force, dry_run, timeout, entry)
     with open_session(inventory, accept_new_host_keys) as session:
         code = execute(session, req, Console())
     if code:

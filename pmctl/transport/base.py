@@ -127,6 +127,20 @@ def env_file_text(env: Mapping[str, str]) -> str:
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
 
 
+def token_sweep_script(token: str, grace: float = 5.0) -> str:
+    """Bash that TERMs, then KILLs after ``grace``, every process on the host that carries
+    ``token`` in its environment, whatever its group: what a recorded group stop cannot reach
+    (a start interrupted before it was recorded, workers torchrun put in their own sessions)."""
+    steps = int(max(grace, 0.1) / 0.1)
+    # One grep over every environment (NUL-separated entries): cheap even on a busy host.
+    return (
+        f"tokened() {{ grep -lsxzF {TOKEN_VAR}={token} /proc/[0-9]*/environ | cut -d/ -f3; }}; "
+        f'p=$(tokened); [ -z "$p" ] && exit 0; kill -TERM $p 2>/dev/null; '
+        f'for i in $(seq {steps}); do p=$(tokened); [ -z "$p" ] && exit 0; sleep 0.1; done; '
+        f"kill -KILL $(tokened) 2>/dev/null; exit 0"
+    )
+
+
 def group_script(pgid: int, token: str, action: str, grace: float = 5.0) -> str:
     """Bash that checks/kills a process group, acting only if one of its live members carries
     our token. ``action``: "alive" prints 1/0; "stop" TERMs then KILLs after ``grace``."""

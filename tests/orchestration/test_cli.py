@@ -63,7 +63,7 @@ def test_local_run_skip_force_and_failure(tmp_path: Path, direct_inventory: Path
     inv = ["--inventory", str(direct_inventory)]
     first = run_pmctl(["run", *CELL, *inv], tmp_path, env)
     assert first.returncode == 0, first.stdout + first.stderr
-    cell = tmp_path / "results/fig15/zb/2_3/0.06"
+    cell = tmp_path / "results/quick/fig15/zb/2_3/0.06"
     rec = json.loads((cell / "cell.json").read_text())
     assert rec["status"] == "done" and rec["mean_ms"] == pytest.approx(100.0)
     assert sorted(p.name for p in cell.glob("stage*.jsonl")) == [f"stage{i}.jsonl" for i in range(4)]
@@ -73,15 +73,25 @@ def test_local_run_skip_force_and_failure(tmp_path: Path, direct_inventory: Path
     assert again.returncode == 0 and "skipped" in again.stdout
     assert json.loads((cell / "cell.json").read_text())["run_id"] == rec["run_id"]
 
-    # --force reruns the finished cell; this time stage 1 fails.
+    # --force reruns the finished cell; this time stage 1 fails: the finished result stays
+    # and the failed attempt is kept beside it.
     env_fail = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=0.1, fail_stage=1))
     failed = run_pmctl(["run", *CELL, "--force", *inv], tmp_path, env_fail)
     assert failed.returncode == 1
-    new = json.loads((cell / "cell.json").read_text())
-    assert new["run_id"] != rec["run_id"]
+    assert json.loads((cell / "cell.json").read_text()) == rec
+    (attempt,) = (cell / "attempts").iterdir()
+    new = json.loads((attempt / "cell.json").read_text())
+    assert new["run_id"] == attempt.name != rec["run_id"]
     assert new["status"] == "failed" and new["exit_codes"]["stage1"] not in (0, None)
     assert new["reason"].startswith("stage 1 on stage1 exited with")
-    assert "injected failure" in (cell / "stage1.stderr").read_text()
+    assert "injected failure" in (attempt / "stage1.stderr").read_text()
+    assert "the finished result stays" in failed.stdout
+
+    # A successful --force rerun replaces it; the earlier result moves to previous/.
+    forced = run_pmctl(["run", *CELL, "--force", *inv], tmp_path, env)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert json.loads((cell / "cell.json").read_text())["run_id"] not in (rec["run_id"], new["run_id"])
+    assert json.loads((cell / "previous" / rec["run_id"] / "cell.json").read_text()) == rec
     # Everything was cleaned up: no ledger, no per-run dirs on the "hosts".
     assert not (tmp_path / ".pmctl/running.json").exists()
     assert not list((tmp_path / "work").glob("*/runs/*"))
@@ -122,7 +132,7 @@ def test_ctrl_c_to_the_terminal_group_cleans_up(tmp_path: Path, direct_inventory
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, out + err
     assert _processes_under(tmp_path / "work") == []
-    rec = json.loads((tmp_path / "results/fig15/zb/2_3/0.06/cell.json").read_text())
+    rec = json.loads((tmp_path / "results/quick/fig15/zb/2_3/0.06/cell.json").read_text())
     assert rec["status"] == "interrupted"
     assert not (tmp_path / ".pmctl/running.json").exists()
 
@@ -132,36 +142,45 @@ def test_cell_timeout_fails_the_cell_and_stops_everything(tmp_path: Path, direct
     env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=1.0))
     r = run_pmctl(["run", *CELL, "--iters", "200", "--timeout", "5", "--inventory", str(direct_inventory)], tmp_path, env)
     assert r.returncode == 1, r.stdout + r.stderr
-    rec = json.loads((tmp_path / "results/fig15/zb/2_3/0.06/cell.json").read_text())
+    rec = json.loads((tmp_path / "results/quick/fig15/zb/2_3/0.06/cell.json").read_text())
     assert rec["status"] == "failed" and rec["reason"] == "timeout after 5 s"
     assert _processes_under(tmp_path / "work") == []
 
 
 @pytest.mark.slow
-def test_quick_result_is_stale_for_the_full_run(tmp_path: Path, torchrun_inventory: Path) -> None:
+def test_quick_and_full_results_keep_apart_and_other_specs_are_stale(tmp_path: Path, torchrun_inventory: Path) -> None:
     # The local torchrun launcher: one agent starts all four stages.
     env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=0.05))
     args = ["fig15", "--methods", "zb", "--delays", "60", "--links", "2_3", "--fault-at", "1",
             "--preset", "tiny", "--inventory", str(torchrun_inventory)]
     quick = run_pmctl(["run", "--quick", *args], tmp_path, env)
     assert quick.returncode == 0, quick.stdout + quick.stderr
+    qcell = tmp_path / "results/quick/fig15/zb/2_3/0.06"
+    qrec = json.loads((qcell / "cell.json").read_text())
+    assert qrec["status"] == "done" and qrec["spec"]["iterations"] == 10
+    assert sorted(p.name for p in qcell.glob("stage*.jsonl")) == [f"stage{i}.jsonl" for i in range(4)]
+    assert sorted((qcell / "stage0.stdout").read_text().split("\n")[:-1]) == [f"stage {i} done" for i in range(4)]
+    assert (qcell / "timeline.png").exists()  # drawn after the cell committed
+
+    # The full run has its own results: nothing of the quick run stands in or is replaced.
+    full = run_pmctl(["run", *args], tmp_path, env)
+    assert full.returncode == 0 and "skipped" not in full.stdout, full.stdout + full.stderr
     cell = tmp_path / "results/fig15/zb/2_3/0.06"
     rec = json.loads((cell / "cell.json").read_text())
-    assert rec["status"] == "done" and rec["spec"]["iterations"] == 10
-    assert sorted(p.name for p in cell.glob("stage*.jsonl")) == [f"stage{i}.jsonl" for i in range(4)]
-    assert sorted((cell / "stage0.stdout").read_text().split("\n")[:-1]) == [f"stage {i} done" for i in range(4)]
-    assert (cell / "timeline.png").exists()  # drawn after the cell committed
+    assert rec["status"] == "done" and rec["spec"]["iterations"] == 15
+    assert json.loads((qcell / "cell.json").read_text()) == qrec
 
-    plan = run_pmctl(["run", *args, "--dry-run"], tmp_path, env)
+    # A run of another spec into the same place: the result there is stale and re-runs, and
+    # the finished one it replaces moves to previous/.
+    other = [*args, "--iters", "12"]
+    plan = run_pmctl(["run", *other, "--dry-run"], tmp_path, env)
     assert plan.returncode == 0 and "stale" in plan.stdout, plan.stdout + plan.stderr
+    assert run_pmctl(["run", *other], tmp_path, env).returncode == 0
+    assert json.loads((cell / "cell.json").read_text())["spec"]["iterations"] == 12
+    assert json.loads((cell / "previous" / rec["run_id"] / "cell.json").read_text()) == rec
     status = run_pmctl(["status", "--json", "--inventory", str(torchrun_inventory)], tmp_path, env)
     fig15 = next(f for f in json.loads(status.stdout)["figures"] if f["figure"] == "fig15")
     assert fig15["stale"] == 1 and fig15["done"] == 0
-
-    full = run_pmctl(["run", *args], tmp_path, env)
-    assert full.returncode == 0 and "skipped" not in full.stdout, full.stdout + full.stderr
-    new = json.loads((cell / "cell.json").read_text())
-    assert new["status"] == "done" and new["spec"]["iterations"] == 15 and new["run_id"] != rec["run_id"]
 
 
 @pytest.mark.slow
@@ -171,7 +190,7 @@ def test_real_engine_on_the_default_fork_launcher(tmp_path: Path, local_inventor
             "--fault-at", "1", "--preset", "tiny", "--inventory", str(local_inventory)]
     r = run_pmctl(args, tmp_path, pmctl_env(tmp_path))
     assert r.returncode == 0, r.stdout + r.stderr
-    cell = tmp_path / "results/fig15/pipemorph/2_3/0.06"
+    cell = tmp_path / "results/quick/fig15/pipemorph/2_3/0.06"
     rec = json.loads((cell / "cell.json").read_text())
     assert rec["status"] == "done" and rec["launcher"] == "fork"
     assert sorted(rec["iteration_ms"]) == ["0", "1", "2", "3"]
@@ -215,7 +234,7 @@ def test_killed_forked_stage_fails_the_cell_and_nothing_is_left(tmp_path: Path, 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 1, out + err
-    rec = json.loads((tmp_path / "results/fig15/zb/2_3/0.06/cell.json").read_text())
+    rec = json.loads((tmp_path / "results/quick/fig15/zb/2_3/0.06/cell.json").read_text())
     assert rec["status"] == "failed"
     assert rec["reason"].startswith("fork (stages 0-3) on stage0 exited with 137: forkrun: local rank ")
     assert rec["reason"].endswith("was killed by SIGKILL")
@@ -250,3 +269,17 @@ def test_status_watch_follows_a_running_cell_until_ctrl_c(tmp_path: Path, local_
                 os.killpg(p.pid, signal.SIGINT)
         run.communicate(timeout=60)
     assert _processes_under(tmp_path / "work") == []
+
+
+def test_a_second_run_is_refused_while_one_holds_the_state_folder(
+    tmp_path: Path, local_inventory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pmctl import runs
+
+    monkeypatch.setenv("PMCTL_STATE_DIR", str(tmp_path / ".pmctl"))
+    env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path))
+    with runs.run_lock():  # as a pmctl run between two cells would hold it
+        r = run_pmctl(["run", *CELL, "--inventory", str(local_inventory)], tmp_path, env)
+    assert r.returncode == 2 and f"another pmctl run (pid {os.getpid()})" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()

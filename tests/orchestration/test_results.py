@@ -81,3 +81,37 @@ def test_a_result_of_another_spec_is_stale_not_done(tmp_path: Path) -> None:
     assert cell_status(tmp_path, CELL) == STALE and not is_done(tmp_path, CELL)
     counts = summarize_cells(tmp_path, [CELL])
     assert counts == {"done": 0, "failed": 0, "interrupted": 0, "stale": 1, "missing": 0}
+
+
+def _committed(root: Path, status: str, run_id: str, cell: Cell = CELL) -> Path:
+    st = Staging(root, cell)
+    (st.path / "stage0.jsonl").write_text(f"{run_id}\n")
+    return st.commit(replace(_record(status, cell), run_id=run_id))
+
+
+def test_a_failed_rerun_leaves_the_finished_result_in_place(tmp_path: Path) -> None:
+    final = _committed(tmp_path, DONE, "good")
+    attempt = _committed(tmp_path, FAILED, "bad")
+    assert attempt == final / "attempts" / "bad"
+    assert json.loads((final / "cell.json").read_text())["run_id"] == "good"
+    assert (final / "stage0.jsonl").read_text() == "good\n"
+    assert json.loads((attempt / "cell.json").read_text())["status"] == FAILED
+    assert is_done(tmp_path, CELL)
+
+
+def test_a_replaced_finished_result_moves_to_previous(tmp_path: Path) -> None:
+    _committed(tmp_path, DONE, "first")
+    final = _committed(tmp_path, DONE, "second")
+    assert json.loads((final / "cell.json").read_text())["run_id"] == "second"
+    assert (final / "previous" / "first" / "stage0.jsonl").read_text() == "first\n"
+    assert [p.name for p in final.parent.iterdir()] == ["0.06"]
+
+
+def test_sweep_puts_back_a_finished_cell_caught_mid_commit(tmp_path: Path) -> None:
+    final = _committed(tmp_path, DONE, "kept")
+    aside = final.parent / ".0.06.old-deadbeef"
+    final.rename(aside)  # killed between moving the old cell aside and the new one in
+    Staging(tmp_path, CELL)
+    assert sweep_staging(tmp_path) == 2
+    assert json.loads((final / "cell.json").read_text())["run_id"] == "kept"
+    assert [p.name for p in final.parent.iterdir()] == ["0.06"]

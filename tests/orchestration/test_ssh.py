@@ -17,7 +17,7 @@ from tests.orchestration.support import NetnsCluster, fake_entry, pmctl_env, run
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 CELL_ARGS = ["fig15", "--quick", "--methods", "zb", "--delays", "60", "--iters", "4", "--fault-at", "1", "--preset", "tiny"]
-CELL_DIR = Path("results/fig15/zb/2_3/0.06")
+CELL_DIR = Path("results/quick/fig15/zb/2_3/0.06")
 
 
 def test_setup_fast_path_records_facts_per_host(netns_cluster: NetnsCluster, tmp_path: Path) -> None:

@@ -110,3 +110,21 @@ def test_write_text_is_private_from_creation(transport: LocalTransport, tmp_path
     assert target.read_text() == "pw\n" and stat.S_IMODE(target.stat().st_mode) == 0o600
     r = transport.run("echo hi; exit 3", 10)
     assert (r.rc, r.stdout) == (3, "hi\n")
+
+
+def test_token_sweep_stops_what_no_recorded_group_covers(transport: LocalTransport, tmp_path: Path) -> None:
+    import subprocess
+
+    from pmctl.transport.base import TOKEN_VAR, token_sweep_script
+
+    # A process of ours in a session of its own (as torchrun puts its workers), never recorded.
+    stray = subprocess.Popen(["sleep", "60"], env={**os.environ, TOKEN_VAR: "feedbeef"}, start_new_session=True)
+    other = subprocess.Popen(["sleep", "60"], env={**os.environ, TOKEN_VAR: "0ther"}, start_new_session=True)
+    try:
+        assert transport.run(token_sweep_script("feedbeef", 1.0), 30).ok
+        assert stray.wait(timeout=10) == -signal.SIGTERM
+        assert other.poll() is None  # another run's token: left alone
+    finally:
+        for p in (stray, other):
+            p.kill()
+            p.wait()

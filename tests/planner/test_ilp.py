@@ -253,3 +253,14 @@ def test_cbc_backend_agrees_with_highs():
     assert cbc.solver_name == "cbc" and highs.solver_name == "highs"
     assert cbc.proven_optimal and highs.proven_optimal
     assert cbc.makespan == highs.makespan
+
+
+@pytest.mark.skipif("cbc" not in available_solvers(), reason="pulp's CBC is not available")
+def test_cbc_optimum_without_a_bound_line_counts_as_proven():
+    # CBC reports "Optimal" here without a "Lower bound:" line; objective - gap used to be
+    # rounded up to one below the optimum, so the proof was lost.
+    costs = StageCosts(tf=(8, 9, 8), tb=(8, 9, 4), tw=(3, 9, 8))
+    cbc = solve_ilp(3, 3, costs, (10, 9), time_limit_s=30, solver="cbc")
+    highs = solve_ilp(3, 3, costs, (10, 9), time_limit_s=30, solver="highs")
+    assert highs.proven_optimal and cbc.proven_optimal
+    assert cbc.makespan == highs.makespan == cbc.lower_bound
