@@ -99,15 +99,43 @@ def read_records(cell_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
+def complete_iterations(records: list[dict[str, Any]]) -> set[int] | None:
+    """The iterations in which every stage of the cell logged its iteration record and as
+    many compute ops as its schedule has (a stage cut short, or a log cut off, does not
+    count); None when the logs carry no iteration records to check against."""
+    stages: set[int] = set()
+    expected: dict[tuple[int, int], int | None] = {}
+    counts: dict[tuple[int, int], int] = {}
+    for r in records:
+        if "stage" not in r or "iter" not in r:
+            continue
+        key = (int(r["iter"]), int(r["stage"]))
+        stages.add(key[1])
+        if r.get("kind") == "iteration":
+            schedule = r.get("schedule") or []
+            expected[key] = len(schedule[key[1]]) if len(schedule) > key[1] else None
+        elif r.get("kind") == "op" and r.get("op") in COMPUTE_OPS:
+            counts[key] = counts.get(key, 0) + 1
+    if not expected:
+        return None
+    return {
+        it for it in {k[0] for k in expected}
+        if all((it, s) in expected and expected[(it, s)] in (None, counts.get((it, s), 0)) for s in stages)
+    }
+
+
 def iteration_times_ms(records: list[dict[str, Any]]) -> dict[int, float]:
-    """Per iteration: the max over stages of the last op end on the shared clock."""
+    """Per complete iteration: the max over stages of the last op end on the shared clock."""
     out: dict[int, float] = {}
     for r in records:
         if r.get("kind") != "op":
             continue
         it = int(r["iter"])
         out[it] = max(out.get(it, 0.0), float(r["end_ms"]))
-    return out
+    complete = complete_iterations(records)
+    if complete is None:
+        return out
+    return {it: t for it, t in out.items() if it in complete}
 
 
 # Iterations averaged per cell: the artifact reports the mean of the last 5 (warm, post-fault).

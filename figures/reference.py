@@ -30,7 +30,8 @@ from engine.oplog import LAST_ITERATIONS
 _ITER_RE = re.compile(r"^\[RANK(\d+)\] Iteration (\d+)")
 _NUM = r"([-\d.eE+]+)"
 _OP_RE = re.compile(
-    rf"^\[RANK(\d+)\] (\d*)(F|B|W|BW) @ {_NUM} \(ms\) to {_NUM} \(ms\)"
+    # The artifact's logs sometimes pad a number with a second space ("F @  0.5").
+    rf"^\[RANK(\d+)\] (\d*)(F|B|W|BW) @\s+{_NUM} \(ms\) to\s+{_NUM} \(ms\)"
     rf"(?:, cudaEventElapsed = {_NUM} \(ms\))?"
 )
 _LOG_RE = re.compile(r"^GPU\d+_rank(\d+)(_CPU|_1F1B)?\.log$")

@@ -20,6 +20,14 @@ from engine.planner.ir import Op, OpKind, Schedule
 from engine.planner.replay import B, F, W, stage_op_costs
 
 _FINISH = -1
+# Event times are compared for "the same instant" (a B arriving as the stage frees up is
+# chosen first). With profiled, non-integer costs, float rounding would decide such ties:
+# times are snapped to a 1e-9 grid, far below any cost or delay that matters.
+_GRID_DIGITS = 9
+
+
+def _instant(t: float) -> float:
+    return round(t, _GRID_DIGITS)
 _KINDS = (OpKind.F, OpKind.B, OpKind.W)
 
 
@@ -72,7 +80,7 @@ def run_policy(
             done[s][k] += 1
             running[s] = k
             seq += 1
-            heapq.heappush(events, (now + cost[s][k], seq, s, _FINISH))
+            heapq.heappush(events, (_instant(now + cost[s][k]), seq, s, _FINISH))
         if not events:
             break
         now = events[0][0]
@@ -90,12 +98,12 @@ def run_policy(
                     ready[s][B] += 1
                 else:
                     seq += 1
-                    heapq.heappush(events, (now + delays[s], seq, s + 1, F))
+                    heapq.heappush(events, (_instant(now + delays[s]), seq, s + 1, F))
             elif k == B:
                 ready[s][W] += 1
                 if s > 0:
                     seq += 1
-                    heapq.heappush(events, (now + delays[s - 1], seq, s - 1, B))
+                    heapq.heappush(events, (_instant(now + delays[s - 1]), seq, s - 1, B))
     for s in range(S):
         if len(orders[s]) != 3 * N:
             raise PlanningError(

@@ -32,7 +32,9 @@ def test_ping_pong_offsets_on_one_host_are_near_zero_and_origin_agreed(tmp_path)
     rows = [json.loads((tmp_path / f"out.{r}").read_text()) for r in range(world)]
     offsets = rows[0]["offsets"]
     assert all(r["offsets"] == offsets for r in rows)  # every rank has the same table
-    # one host, one clock: the estimate is bounded by half the best round trip
-    assert offsets[0] == 0.0 and all(abs(o) < 0.02 for o in offsets)
+    # One host, one clock: the estimate is bounded by half the best round trip, a few ms
+    # here; the bound leaves room for a loaded machine (a real error is seconds off).
+    assert offsets[0] == 0.0 and all(abs(o) < 0.1 for o in offsets), offsets
     assert len({r["t0"] for r in rows}) == 1  # one iteration origin for all ranks
-    assert all(r["now_ms"] >= 0.0 for r in rows)  # nobody is before the origin
+    # Nobody is before the agreed origin by more than the offset estimate's error.
+    assert all(r["now_ms"] > -100.0 for r in rows), rows

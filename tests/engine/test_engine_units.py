@@ -222,3 +222,20 @@ def test_automatic_delegates_follow_the_trace(tmp_path, monkeypatch):
     assert delegate_count(fixed, tf_ms=30.0) == 3
     healthy = parse_config(["--preset", "tiny", "--method", "all-cpu"])
     assert delegate_count(healthy, tf_ms=30.0) == 4
+
+
+def test_only_complete_iterations_are_timed():
+    from engine.oplog import iteration_times_ms
+
+    def stage_records(stage: int, it: int, ops: list[str]) -> list[dict]:
+        head = {"kind": "iteration", "iter": it, "stage": stage, "schedule": [["F0", "B0", "W0"]] * 2}
+        return [head] + [
+            {"kind": "op", "iter": it, "stage": stage, "op": op, "mb": 0, "start_ms": 10.0 * i,
+             "end_ms": 10.0 * i + 5} for i, op in enumerate(ops)
+        ]
+
+    full = ["F", "B", "W"]
+    records = (stage_records(0, 0, full) + stage_records(1, 0, full)
+               + stage_records(0, 1, full) + stage_records(1, 1, ["F", "B"])  # stage 1 cut short
+               + stage_records(0, 2, full))  # stage 1 never logged iteration 2
+    assert iteration_times_ms(records) == {0: 25.0}

@@ -63,6 +63,13 @@ def test_parse_counts_flushes_and_uses_elapsed() -> None:
     assert flush.logged_end_ms == 180 and flush.end_ms == 130
 
 
+def test_parse_takes_a_number_padded_with_two_spaces() -> None:
+    # As in the artifact's fig14_16/ZB-CPU/2_3/0.06/GPU0_rank0_CPU.log.
+    text = "[RANK0] Iteration 4\n[RANK0] F @  0.5 (ms) to 9.5 (ms), cudaEventElapsed = 8.0 (ms)\n"
+    (op,) = parse_rank_log(text)[4]
+    assert (op.kind, op.start_ms, op.end_ms) == ("F", 0.5, 8.5)
+
+
 def test_synthetic_tree_known_answers(tree: Path) -> None:
     cells = read_reference(tree)
     by = {(c.figure, c.method): c for c in cells}

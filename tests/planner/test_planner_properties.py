@@ -127,3 +127,16 @@ def test_bubble_rate_and_peak_activations():
     assert simulate(one, StageCosts.uniform(4, 1, 1, 1), (0, 0, 0)).peak_activations == [4, 3, 2, 1]
     eager_w = Schedule.from_text("F0 F1 B0 W0 F2 B1 W1 B2 W2\nF0 B0 W0 F1 B1 W1 F2 B2 W2")
     assert simulate(eager_w, costs, (0,)).peak_activations == [2, 1]
+
+
+def test_ties_follow_the_rule_with_non_integer_costs():
+    # S=2, N=3, tF 0.1, tB = tW 0.2, delay 0.1: B2 reaches stage 0 exactly when B1 ends,
+    # so B2 goes before W1 (B > W), as with the same instance in integers (x10).
+    from engine.planner.costs import StageCosts
+    from engine.planner.policy import run_policy
+
+    def stage0(tf: float, tbw: float, delay: float) -> list[str]:
+        run = run_policy(2, 3, StageCosts.uniform(2, tf, tbw, tbw), (delay,))
+        return [str(op) for op in run.schedule.stages[0]]
+
+    assert stage0(0.1, 0.2, 0.1) == stage0(1, 2, 1)
