@@ -32,8 +32,13 @@ EPS = 1e-8
 WEIGHT_DECAY = 1e-2  # torch.optim.AdamW's default
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
 class AdamW:
-    """``torch.optim.AdamW(params, lr=lr)``'s numerics: same state, same kernel, same order."""
+    """``torch.optim.AdamW(params, lr=lr)``'s numerics: same state, same kernel, same order.
+    Half-precision parameters get an fp32 master copy and fp32 state (Adam's eps 1e-8 and
+    squared gradients underflow in fp16); the update is copied back after each step."""
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float) -> None:
         self.params = list(params)
@@ -46,11 +51,15 @@ class AdamW:
             # as torch's Adam: the step count is a CPU scalar of the default float precision
             f64 = torch.get_default_dtype() == torch.float64
             step_dtype = torch.float64 if f64 else torch.float32
+            master = p.detach().float() if p.dtype in _HALF else None
+            like = p if master is None else master
             st = self.state[p] = {
                 "step": torch.tensor(0.0, dtype=step_dtype, device="cpu"),
-                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "exp_avg": torch.zeros_like(like, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(like, memory_format=torch.preserve_format),
             }
+            if master is not None:
+                st["master"] = master
         return st
 
     @torch.no_grad()
@@ -60,9 +69,11 @@ class AdamW:
         if not params:
             return
         states = [self._state(p) for p in params]
+        weights = [s.get("master", p) for p, s in zip(params, states)]
+        grads = [p.grad if "master" not in s else p.grad.float() for p, s in zip(params, states)]
         _adamw_kernel()(
-            params,
-            [p.grad for p in params],
+            weights,
+            grads,
             [s["exp_avg"] for s in states],
             [s["exp_avg_sq"] for s in states],
             [],
@@ -82,6 +93,9 @@ class AdamW:
             eps=EPS,
             maximize=False,
         )
+        for p, s in zip(params, states):
+            if "master" in s:
+                p.copy_(s["master"])
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drops (or zeroes) every gradient."""

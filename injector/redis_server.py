@@ -56,6 +56,10 @@ def render_config(
         f'logfile "{os.path.join(wd, LOG_NAME)}"',
         "loglevel notice",
         "databases 1",
+        # The password opens the control plane, not the server: no CONFIG (which could point
+        # `dir` elsewhere and write files there) and no DEBUG for its holders.
+        'rename-command CONFIG ""',
+        'rename-command DEBUG ""',
     ]
     return "\n".join(lines) + "\n"
 

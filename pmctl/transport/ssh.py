@@ -35,6 +35,8 @@ def _AppendPolicy(known_hosts: Path) -> Any:  # noqa: N802 - a policy factory
     from paramiko import MissingHostKeyPolicy
     from paramiko.hostkeys import HostKeyEntry
 
+    # Only for hosts with no key on record: paramiko itself refuses a known host that offers
+    # a key of another type (BadHostKeyException), which the tests check.
     class AppendPolicy(MissingHostKeyPolicy):
         def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
             client.get_host_keys().add(hostname, key.get_name(), key)
@@ -45,6 +47,10 @@ def _AppendPolicy(known_hosts: Path) -> Any:  # noqa: N802 - a policy factory
                 known_hosts.chmod(0o600)
 
     return AppendPolicy()
+
+
+KEEPALIVE_S = 15
+SFTP_STALL_S = 60.0
 
 
 class SshTransport:
@@ -83,6 +89,10 @@ class SshTransport:
         conn.client.set_missing_host_key_policy(_AppendPolicy(kh) if self.accept_new else RejectPolicy())
         try:
             conn.open()
+            # A half-dead link must end in an error, not a hang: keepalives on the session,
+            # and file transfers give up after SFTP_STALL_S without progress.
+            conn.transport.set_keepalive(KEEPALIVE_S)
+            conn.sftp().get_channel().settimeout(SFTP_STALL_S)
         except Exception as exc:
             raise self._connect_error(exc) from exc
         self._conn = conn

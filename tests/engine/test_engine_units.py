@@ -239,3 +239,18 @@ def test_only_complete_iterations_are_timed():
                + stage_records(0, 1, full) + stage_records(1, 1, ["F", "B"])  # stage 1 cut short
                + stage_records(0, 2, full))  # stage 1 never logged iteration 2
     assert iteration_times_ms(records) == {0: 25.0}
+
+
+def test_adamw_keeps_half_precision_parameters_finite():
+    import torch
+
+    from engine.optim import AdamW
+
+    p = torch.nn.Parameter(torch.ones(4, dtype=torch.float16))
+    opt = AdamW([p], lr=1e-3)
+    for _ in range(3):  # zero and tiny gradients underflow fp16 Adam state (eps 1e-8 -> 0)
+        p.grad = torch.tensor([0.0, 1e-3, 1e-5, 1.0], dtype=torch.float16)
+        opt.step()
+    assert p.dtype == torch.float16 and torch.isfinite(p).all()
+    assert opt.state[p]["exp_avg_sq"].dtype == torch.float32
+    assert p[3] < 1.0  # it did update

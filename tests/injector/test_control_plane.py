@@ -27,6 +27,19 @@ def test_render_config_is_protected_and_ephemeral():
         render_config([], 7000, 'bad"pw', "/w")
 
 
+def test_password_holders_get_no_config_or_debug(redis_server):
+    import redis
+
+    r = redis.Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+    try:
+        assert r.ping()
+        for command in (("CONFIG", "GET", "dir"), ("DEBUG", "SLEEP", "0")):
+            with pytest.raises(redis.ResponseError, match="unknown command"):
+                r.execute_command(*command)
+    finally:
+        r.close()
+
+
 def test_server_files_are_private(redis_server):
     for name in ("redis.conf", "password"):
         mode = stat.S_IMODE(os.stat(redis_server.workdir / name).st_mode)

@@ -41,7 +41,7 @@ def main() -> int:
     log = OpLogWriter(Path(args.out) / f"stage{rank}.jsonl", rank)
     for it in range(args.iterations):
         if fail_stage is not None and int(fail_stage) == rank and it == 1:
-            print("injected failure", file=sys.stderr)
+            sys.stderr.write("injected failure\n")
             return 3
         log.iteration(it, schedule=[], fault={}, costs={})
         time.sleep(step)
@@ -51,7 +51,9 @@ def main() -> int:
     if cfg.get("gloo"):
         dist.barrier()
         dist.destroy_process_group()
-    print(f"stage {rank} done")
+    # One write: the stages share the launcher's stdout, and torchrun runs them unbuffered
+    # (print's text and newline would be two writes that other stages can split).
+    sys.stdout.write(f"stage {rank} done\n")
     return 0
 
 

@@ -135,9 +135,11 @@ def test_killed_stage_fails_the_cell_and_leaves_nothing(netns_cluster: NetnsClus
         wait_all_stages_logged(netns_cluster.work_dirs())
         # Kill stage 2's worker the hard way, inside its namespace.
         for pid in netns_cluster.pids(2):
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"fake_engine.py" in cmd:
-                os.kill(pid, signal.SIGKILL)
+            try:
+                if b"fake_engine.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a short-lived process (a status probe) ended meanwhile
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -213,3 +215,19 @@ def test_wheel_deploy_then_run_from_the_host_venvs(netns_cluster: NetnsCluster, 
     record = json.loads((tmp_path / CELL_DIR / "cell.json").read_text())
     assert record["status"] == "done" and record["launcher"] == "torchrun"
     assert netns_cluster.our_processes() == []
+
+
+def test_new_key_type_for_a_known_host_is_refused_even_with_the_opt_in(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
+    # known_hosts holds an ECDSA key for h0; its sshd offers only its ed25519 host key: that
+    # is a changed host, not a new one, and --accept-new-host-keys must not take it.
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    known = tmp_path / "known_hosts"
+    h0 = netns_cluster.hosts[0]
+    known.write_text(f"{h0.address} {(tmp_path / 'other.pub').read_text().split()[0]} {(tmp_path / 'other.pub').read_text().split()[1]}\n")
+    before = known.read_text()
+    inv = netns_cluster.write_inventory(tmp_path / "inv.toml", hosts=[0, 1], known_hosts=known)
+    r = run_pmctl(["status", "--json", "--accept-new-host-keys", "--inventory", str(inv)], tmp_path, pmctl_env(tmp_path), timeout=60)
+    hosts = {h["name"]: h for h in json.loads(r.stdout)["hosts"]}
+    assert not hosts["h0"]["reachable"] and "refused" in hosts["h0"]["error"], hosts["h0"]
+    assert hosts["h1"]["reachable"]  # a really new host is still accepted with the opt-in
+    assert known.read_text().startswith(before) and known.read_text().count(h0.address) == 1
