@@ -175,15 +175,16 @@ def estimate_seconds(cells: list[Cell]) -> float:
     return total
 
 
+def has_results(cells: list[Cell], results_root: Path) -> bool:
+    """Whether any of ``cells`` has a stored result of exactly its spec under the root."""
+    return any(same_spec(c, read_cell_json(cell_folder(results_root, c))) for c in cells)
+
+
 def choose_cells(full: list[Cell], quick: list[Cell], results_root: Path) -> list[Cell]:
     """The cells ``plot`` draws: the full set, unless only quick results are stored (then a
     quick run's plot does not list the full set's delays as missing). A stored result counts
     for the set whose spec it was run with: quick and full cells can share a folder."""
-
-    def ran(cells: list[Cell]) -> bool:
-        return any(same_spec(c, read_cell_json(cell_folder(results_root, c))) for c in cells)
-
-    if not ran(full) and ran(quick):
+    if not has_results(full, results_root) and has_results(quick, results_root):
         return quick
     return full
 

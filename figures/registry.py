@@ -52,16 +52,14 @@ def get_figure(name: str) -> Figure:
 def plot_root(figure: Figure, results_root: Path) -> Path:
     """Where ``plot`` reads a figure from: the full run's results, or the ``--quick`` run's
     (``<results>/quick``) when only that one has any."""
-    from figures.cells import QUICK_DIR, cell_folder, read_cell_json, same_spec
+    from figures.cells import QUICK_DIR
+    from figures.measured import has_results
     from figures.simulated import data_path
 
     quick_root = Path(results_root) / QUICK_DIR
     if figure.kind == "measured":
-        def ran(quick: bool, root: Path) -> bool:
-            cells = figure.cells(quick)  # type: ignore[attr-defined]
-            return any(same_spec(c, read_cell_json(cell_folder(root, c))) for c in cells)
-
-        use_quick = not ran(False, results_root) and ran(True, quick_root)
+        cells = figure.cells  # type: ignore[attr-defined]
+        use_quick = not has_results(cells(False), results_root) and has_results(cells(True), quick_root)
     else:
         name = figure.name
         use_quick = (not data_path(Path(results_root) / name, name).exists()
