@@ -1,6 +1,6 @@
 """Engine benchmark on 4 local stages (gloo, CPU): per-op times of a preset, iteration time
 per method with no fault, peak RSS per stage, the all-cpu / zb overhead ratio, and ZB vs
-PipeMorph under an inline delay on one link (the hidden ``--inject-delay`` hook).
+PipeMorph under an inline delay on one link (the spec's ``--links/--delay/--fault-at``).
 
     .venv/bin/python bench/bench_engine.py [--preset cpu-small] [--iterations 10]
         [--delay 0.06] [--link 2_3] [--methods 1f1b,zb,...] [--skip-raw] [--skip-delay]
@@ -160,7 +160,7 @@ def main() -> None:
         if a.skip_delay:
             return
         since = 3
-        inj = ["--inject-delay", f"{a.link}={a.delay}@{since}"]
+        inj = ["--links", a.link, "--delay", str(a.delay), "--fault-at", str(since)]
         print(f"\n{a.delay * 1000:.0f} ms on link {a.link} from iteration {since}:")
         delayed = {}
         for m in ("zb", "pipemorph-cpu", "pipemorph"):

@@ -63,7 +63,7 @@ def load_data(vocab: int, seq: int, micro_batch: int, seed: int,
         raise EngineConfigError(f"--data {path}: no such file")
     raw = np.frombuffer(p.read_bytes(), dtype=np.uint8).astype(np.int64)
     if vocab < 256:
-        raise EngineConfigError(f"--data needs a preset with vocab >= 256 (byte tokens)")
+        raise EngineConfigError("--data needs a preset with vocab >= 256 (byte tokens)")
     if len(raw) < seq + 2:
         raise EngineConfigError(f"--data {path}: {len(raw)} bytes, need at least {seq + 2}")
     return TokenData(raw, seq, micro_batch, seed)

@@ -9,7 +9,12 @@ Two layers:
 - ``FaultPlanSource``: the side effects. Rank 0 determines the fault in force (trace and/or
   control plane), publishes it atomically, and one collective hands it (and, with
   ``--detect``, every rank's link measurements) to all ranks, so they all switch together.
+  A time-based trace is read on rank 0 alone, by its own clock from the start of the
+  ``fault_at`` iteration: the broadcast makes every rank use that one snapshot per iteration.
   Every rank beats its heartbeat; ``finish`` reports a failure to the control plane.
+
+A NIC crash (``ITER;;inf``) is a crash of every link: the inline path fails, delegates carry
+all traffic, PipeMorph plans every link as a crashed one.
 
 Offload follows the fault in force (the control plane announces it; offload turns on at
 once). With ``--detect`` PipeMorph plans from the measured delays instead of the injected
@@ -18,12 +23,20 @@ ones; the injected value is only logged next to them.
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.detect import LinkDetector, LinkSample, combine, detected_delays_s, local_samples
+from engine.detect import (
+    LinkDetector,
+    LinkSample,
+    combine,
+    detected_delays_s,
+    local_samples,
+)
 from engine.errors import EngineConfigError
 from engine.healthy_plan import healthy_schedule
 from engine.methods import Method
@@ -179,7 +192,8 @@ def with_detection_log(
     iterations from the injected change to the first plan that matched it."""
     out: dict[str, Any] = {"detected": detection}
     if not fault.healthy and not fault.crashed:
-        out["injected_delay_ms"] = log_ms(fault.delay_s)
+        out["injected_delay_ms"] = log_ms(fault.delay_s)  # the largest
+        out["injected_delays_ms"] = [log_ms(d) for d in fault.delays_s]  # per link of links
         out["detected_delay_ms"] = [log_ms(basis.delays_s[a]) for a, _ in fault.links]
     if matched_at is not None:
         out["detect_lag_iterations"] = matched_at - fault.since_iteration
@@ -190,14 +204,22 @@ class FaultPlanSource:
     """Trace / control plane -> collective -> ``Adapter``; heartbeats and error reports."""
 
     def __init__(
-        self, ctx: PlanContext, trace: Trace | None, control: ControlClient | None
+        self,
+        ctx: PlanContext,
+        trace: Trace | None,
+        control: ControlClient | None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ctx = ctx
+        self.clock = clock  # seconds; rank 0 reads a time-based trace by it
         self.trace = trace
         self.control = control
         self.adapter = Adapter(ctx.method, ctx.num_stages, ctx.num_microbatches)
         self.detector = LinkDetector(ctx.num_stages - 1) if ctx.detect else None
         self._published_epoch: int | None = None
+        self._origin: float | None = None  # rank 0's clock at the fault_at iteration (time trace)
+        self._snapshot = HEALTHY  # the time trace's snapshot in force, since its first iteration
+        self._trace_s: float | None = None  # seconds into the time trace at this plan
         self._known_s: tuple[float, ...] = (0.0,) * (ctx.num_stages - 1)
         self._basis = Basis(self._known_s, "injected")
         self._local: list[LinkSample] = []
@@ -211,7 +233,7 @@ class FaultPlanSource:
     def _fault_in_force(self, iteration: int) -> Fault:
         fault = HEALTHY
         if self.trace is not None:
-            fault = self.trace.fault_at(iteration)
+            fault = self._from_trace(iteration)
             if self.control is not None and fault.epoch != self._published_epoch:
                 self.control.publish_fault(fault, published_by=self.ctx.rank)
                 self._published_epoch = fault.epoch
@@ -219,22 +241,41 @@ class FaultPlanSource:
             fault = self.control.read_fault() or fault  # an external writer may override
         return fault
 
+    def _from_trace(self, iteration: int) -> Fault:
+        """The trace's fault at ``iteration``; for a time-based trace, the snapshot in force
+        by rank 0's clock, counted from the start of the ``fault_at`` iteration."""
+        assert self.trace is not None
+        if self.trace.kind == "iteration":
+            return self.trace.fault_at(iteration)
+        if iteration < self.ctx.fault_at:
+            return HEALTHY
+        now = self.clock()
+        if self._origin is None:
+            self._origin = now
+        self._trace_s = now - self._origin
+        snapshot = self.trace.snapshot_at(self._trace_s)
+        if snapshot.epoch != self._snapshot.epoch:
+            self._snapshot = replace(snapshot, since_iteration=iteration)
+        return self._snapshot
+
     # -- the collective ----------------------------------------------------------------
 
-    def _agree(self, fault: Fault | None) -> tuple[Fault, list[LinkSample]]:
+    def _agree(self, fault: Fault | None) -> tuple[Fault, float | None, list[LinkSample]]:
+        """Rank 0's fault (and time-trace seconds) on every rank, and with ``--detect``
+        every rank's link samples."""
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return fault or HEALTHY, list(self._local)
-        mine = (fault.to_json() if fault is not None else None, self._local)
+            return fault or HEALTHY, self._trace_s, list(self._local)
+        mine = {"fault": fault.to_json(), "trace_s": self._trace_s} if fault is not None else None
         if self.detector is None:
-            box = [mine]
-            dist.broadcast_object_list(box, src=0)
-            return Fault.from_json(box[0][0]), []
+            got = _broadcast_json(mine)
+            return Fault.from_json(got["fault"]), got["trace_s"], []
         everyone: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(everyone, mine)
+        dist.all_gather_object(everyone, (mine, self._local))
         samples = [s for _, local in everyone for s in local]
-        return Fault.from_json(everyone[0][0]), samples
+        got = everyone[0][0]
+        return Fault.from_json(got["fault"]), got["trace_s"], samples
 
     # -- the protocol ------------------------------------------------------------------
 
@@ -246,11 +287,13 @@ class FaultPlanSource:
         self._last_plan_t = now
         self._iteration = iteration
         fault = self._fault_in_force(iteration) if self.ctx.rank == 0 else None
-        fault, samples = self._agree(fault)
+        fault, trace_s, samples = self._agree(fault)
         self._local = []
         extra: dict[str, Any] = {}
+        if trace_s is not None:
+            extra["trace_s"] = round(trace_s, 4)  # rank 0's seconds into the time trace
         if self.detector is not None:
-            extra = self._detect(iteration, fault, samples, profiled)
+            extra.update(self._detect(iteration, fault, samples, profiled))
         else:
             self._basis = Basis(self._known_s, "injected")
         plan = self.adapter.plan(iteration, fault, self._basis, profiled, extra)
@@ -290,10 +333,9 @@ class FaultPlanSource:
         return with_detection_log(fault, self._basis, detection, self._matched_at)
 
     def _as_fault(self, delays_s: tuple[float, ...], iteration: int) -> Fault:
-        slow = tuple((i, i + 1) for i, d in enumerate(delays_s) if d > 0)
-        if not slow:
-            return Fault(since_iteration=iteration)
-        return Fault(slow, max(delays_s), False, iteration, 0)
+        slow = [(i, d) for i, d in enumerate(delays_s) if d > 0]
+        links = tuple((i, i + 1) for i, _ in slow)
+        return Fault(links, tuple(d for _, d in slow), since_iteration=iteration)
 
     def observe(self, observations: list[LinkObservation]) -> None:
         """Keeps this rank's summary of the iteration's transits for the next ``plan``."""
@@ -321,6 +363,24 @@ class FaultPlanSource:
             extra["offload"] = plan.offload
             extra["warmup"] = plan.schedule.warmup()
         self.control.heartbeat(self.ctx.rank, iteration, phase, last_ms, **extra)
+
+
+def _broadcast_json(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """Rank 0's ``payload`` on every rank: its JSON bytes' length, then the bytes (uint8),
+    two broadcasts on the main group (CPU tensors: gloo in either backend)."""
+    import torch
+    import torch.distributed as dist
+
+    data = b""
+    if dist.get_rank() == 0:
+        data = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    size = torch.tensor([len(data)], dtype=torch.int64)
+    dist.broadcast(size, src=0)
+    buf = torch.empty(int(size.item()), dtype=torch.uint8)
+    if data:
+        buf.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    dist.broadcast(buf, src=0)
+    return json.loads(bytes(buf.tolist()).decode("utf-8"))
 
 
 def make_plan_source(ctx: PlanContext) -> PlanSource:

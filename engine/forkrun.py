@@ -10,8 +10,9 @@ script path instead runs as ``__main__`` in each stage.
 Each stage then skips its own torch import (~2 s of CPU). On the embedded local cluster all
 stages share a few cores, so one import instead of one per stage plus one for the torchrun
 agent is most of a cell's start-up time. The children get torchrun's environment (RANK,
-LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR/PORT) and rank 0 hosts the
-rendezvous store, as with torchrun's static rendezvous.
+LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR/PORT: ``engine.rendezvous``,
+the same as pmctl's direct launcher) and rank 0 hosts the rendezvous store, as with torchrun's
+static rendezvous: rank = node rank x nproc-per-node + local rank.
 
 Supervision follows torchrun: when a stage fails, the others are stopped (TERM, then KILL
 after a grace period) and this process exits with the failed stage's status (128 + signal
@@ -31,6 +32,8 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+
+from engine.rendezvous import Rendezvous
 
 PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -62,16 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def stage_env(args: argparse.Namespace, local_rank: int) -> dict[str, str]:
-    """What torchrun sets for one worker of a static rendezvous."""
-    world = args.nnodes * args.nproc_per_node
-    rank = args.node_rank * args.nproc_per_node + local_rank
-    return {
-        "MASTER_ADDR": args.master_addr, "MASTER_PORT": str(args.master_port),
-        "RANK": str(rank), "LOCAL_RANK": str(local_rank), "WORLD_SIZE": str(world),
-        "LOCAL_WORLD_SIZE": str(args.nproc_per_node), "GROUP_RANK": str(args.node_rank),
-        "GROUP_WORLD_SIZE": str(args.nnodes), "ROLE_RANK": str(rank), "ROLE_WORLD_SIZE": str(world),
-    }
+def rendezvous(args: argparse.Namespace) -> Rendezvous:
+    """The static rendezvous the options describe."""
+    return Rendezvous(args.nnodes, args.nproc_per_node, args.master_addr, args.master_port)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -92,7 +88,7 @@ def _run_stage(args: argparse.Namespace, entry_main: Callable[[list[str]], objec
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
         _die_with_parent(parent)
-        os.environ.update(stage_env(args, local_rank))
+        os.environ.update(rendezvous(args).worker_env(args.node_rank, local_rank))
         sys.argv = [args.entry, *args.entry_args]
         if entry_main is not None:
             entry_main(list(args.entry_args))
@@ -167,14 +163,16 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def supervise(children: dict[int, int], grace_s: float, stop_signals: frozenset[int]) -> int:
+def supervise(children: dict[int, int], grace_s: float, stop_signals: frozenset[int],
+              first_rank: int = 0) -> int:
     """Waits for every stage; on the first failure, or a stop signal, stops the rest.
-    Returns this launcher's exit status."""
+    Returns this launcher's exit status. ``first_rank``: the global rank of local rank 0."""
     while True:
-        for rank, code in _reap_finished(children):
+        for local, code in _reap_finished(children):
             if code != 0:
                 if code < 0:  # the stage said nothing itself
-                    sys.stderr.write(f"forkrun: local rank {rank} was killed by {_signal_name(-code)}\n")
+                    sys.stderr.write(f"forkrun: local rank {local} (rank {first_rank + local}) "
+                                     f"was killed by {_signal_name(-code)}\n")
                     sys.stderr.flush()
                 _stop(children, grace_s)
                 return _exit_status(code)
@@ -211,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         _stop(children, args.grace)  # a failed fork: none of the stages may stay
         raise
-    return supervise(children, args.grace, stop_signals)
+    return supervise(children, args.grace, stop_signals, rendezvous(args).rank(args.node_rank, 0))
 
 
 if __name__ == "__main__":

@@ -82,3 +82,4 @@ class PlanContext:
     control_url: str | None = None  # redis://HOST:PORT ; password from the environment
     run_id: str = "local"
     detect: bool = False
+    fault_at: int = 0  # the cell's fault start: a time-based trace's seconds count from here

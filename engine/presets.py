@@ -39,7 +39,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("tiny", vocab=256, hidden=32, heads=2, blocks=6, seq=16, micro_batch=2,
+        Preset("tiny", vocab=256, hidden=32, heads=2, blocks=14, seq=16, micro_batch=2,
                microbatches=8, dtype="float32"),
         Preset("cpu-small", vocab=256, hidden=256, heads=4, blocks=6, seq=128, micro_batch=1,
                microbatches=12, dtype="float32", pace_ms=(30.0, 36.0, 18.0)),

@@ -71,8 +71,8 @@ def delegate_count(cfg: TrainConfig, tf_ms: float) -> int:
 
 
 def make_plan_source(cfg: TrainConfig, delegates: int) -> PlanSource:
-    """The healthy/scripted plan source, or the fault-aware one for a trace (--trace or
-    --inject-delay) or --control."""
+    """The healthy/scripted plan source, or the fault-aware one for a trace (--trace, or the
+    spec's --links/--delay/--fault-at) or --control."""
     if cfg.plan_script is not None:
         from engine.scripted_plan import ScriptedPlanSource
 
@@ -81,7 +81,8 @@ def make_plan_source(cfg: TrainConfig, delegates: int) -> PlanSource:
         return make_fault_source(PlanContext(
             method=cfg.method, num_stages=cfg.world, num_microbatches=cfg.microbatches,
             rank=cfg.rank, delegates=delegates, trace=cfg.trace,
-            control_url=cfg.control, run_id=cfg.run_id, detect=cfg.detect))
+            control_url=cfg.control, run_id=cfg.run_id, detect=cfg.detect,
+            fault_at=cfg.fault_at))
     return HealthyPlanSource(cfg.method, cfg.world, cfg.microbatches)
 
 

@@ -37,19 +37,22 @@ class Figure(Protocol):
     title: str
     kind: Literal["simulated", "measured"]
 
-    def cells(self, quick: bool) -> list[Cell]:
-        """Measured figures: the cells to run (cells may belong to another figure, e.g.
-        fig15's 0 ms point is fig20's). Simulated figures: []."""
+    def cells(self, base: Cell, quick: bool = False, axes: Any = None) -> list[Cell]:
+        """Measured figures: the cells to run, made from the template spec ``base`` (cells
+        may belong to another figure, e.g. fig15's 0 ms point is fig20's); ``axes``
+        (``figures.measured.Axes``) replaces the figure's sweep. Simulated figures: []."""
         ...
 
-    def estimate_seconds(self, quick: bool) -> float:
-        """Rough wall time of ``pmctl run`` for this figure on the embedded default."""
+    def estimate_seconds(self, base: Cell, quick: bool) -> float:
+        """Rough wall time of ``pmctl run`` for this figure with ``base``'s spec."""
         ...
 
     def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
         """Simulated figures: compute the numbers into ``fig_dir`` (measured: nothing)."""
         ...
 
-    def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
-        """Draw ``results_root/<fig>/<fig>.png|.pdf`` and ``<fig>.json`` from the results."""
+    def plot(self, results_root: Path, *args: Any) -> FigureReport:
+        """Draw ``results_root/<fig>/<fig>.png|.pdf`` and ``<fig>.json`` from the results:
+        measured figures ``plot(root, cells, reference)`` (the cells to draw), simulated ones
+        ``plot(root, reference)``."""
         ...

@@ -1,87 +1,99 @@
-"""A cell: one measured run (method x slow links x delay) of a figure, and where it lives.
+"""A cell (``engine.cellspec.CellSpec``: one measured run) and where it lives in the results
+store: ``<root>/<cell.figure>/<method>/<links>/<delay>/`` (a trace cell:
+``<method>/trace/<trace hash>``).
 
-Shared by the figure registry (which declares cells) and pmctl's orchestration (which runs
-them into ``results/<fig>/<method>/<links>/<delay>/``).
+A figure's root is ``results/`` for the paper's default spec and a readable variant folder
+for any other (``results/tiny/``, ``results/s8-it12-at4/`` ...), so runs of different specs
+never share a folder; an experiment file's cells live in ``results/<name>/``. A figure's
+``--quick`` set is a subset of its cells (fewer delays), so it shares their folders. Shared by the figure
+registry (which declares cells) and pmctl's orchestration (which runs them).
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-Link = tuple[int, int]
+from engine.cellspec import FULL_FAULT_AT, FULL_ITERATIONS, CellSpec, field_default
+from engine.presets import PRESETS
+from injector.links import Link, delay_key, links_key
+
+Cell = CellSpec
+__all__ = ["Cell", "Link", "links_key", "delay_key"]
 
 CELL_JSON = "cell.json"
-# `pmctl run --quick` keeps its results apart, in <results>/quick/, so a quick run never
-# replaces a full one (figures share cells: fig15's 0 ms points are fig20's cells).
-QUICK_DIR = "quick"
 
 
-def run_root(results_root: Path, quick: bool) -> Path:
-    """The results root of a full run, or of a ``--quick`` one."""
-    return Path(results_root) / QUICK_DIR if quick else Path(results_root)
+def base_spec(**fields: Any) -> CellSpec:
+    """The template every figure cell is made from: the paper's default spec with ``fields``
+    (those not None) overriding it; micro-batches default to the preset's."""
+    merged = {k: v for k, v in fields.items() if v is not None}
+    if "microbatches" not in merged:
+        merged["microbatches"] = PRESETS[merged.get("preset", field_default("preset"))].microbatches
+    return CellSpec(**merged)
 
 
-def links_key(links: tuple[Link, ...]) -> str:
-    """``((0, 1), (2, 3))`` -> ``"0_1,2_3"``; no links -> ``"none"``."""
-    return ",".join(f"{a}_{b}" for a, b in links) if links else "none"
+def variant_name(spec: CellSpec) -> str:
+    """The folder of a figure cell's spec below ``results/``: '' for the paper's default,
+    else its differences from it, e.g. ``tiny``, ``tiny-s8``, ``s8-mb16-it12-at4``."""
+    d = CellSpec()
+    tokens = []
+    if spec.preset != d.preset:
+        tokens.append(spec.preset)
+    if spec.stages != d.stages:
+        tokens.append(f"s{spec.stages}")
+    if spec.stages_per_host != d.stages_per_host:
+        tokens.append(f"{spec.stages_per_host}perhost")
+    if spec.device != d.device:
+        tokens.append(spec.device)
+    if spec.microbatches != PRESETS[spec.preset].microbatches:
+        tokens.append(f"mb{spec.microbatches}")
+    if (spec.iterations, spec.fault_at) != (FULL_ITERATIONS, FULL_FAULT_AT):
+        tokens.append(f"it{spec.iterations}-at{spec.fault_at}")
+    if spec.delegates != d.delegates:
+        tokens.append(f"k{spec.delegates}")
+    if spec.pace != d.pace:
+        tokens.append("pace-" + spec.pace.replace(",", "_"))
+    if spec.launcher != d.launcher:
+        tokens.append(spec.launcher)
+    if spec.seed != d.seed:
+        tokens.append(f"seed{spec.seed}")
+    return "-".join(tokens)
 
 
-def delay_key(delay_s: float) -> str:
-    """Seconds as the artifact spells a delay folder: ``0.06``, ``0.12``, ``0``, ``inf``."""
-    return "inf" if math.isinf(delay_s) else f"{delay_s:g}"
+def figure_root(results: Path, base: CellSpec) -> Path:
+    """Where the figures' cells of spec ``base`` live: ``results/<variant>``."""
+    return Path(results) / variant_name(base)
 
 
-@dataclass(frozen=True)
-class Cell:
-    """Everything needed to run one measured cell; its fields go to ``cell.json``."""
-
-    figure: str
-    method: str
-    links: tuple[Link, ...] = ()
-    delay_s: float = 0.0
-    fault_at: int = 7
-    iterations: int = 15
-    microbatches: int = 12
-    preset: str = "cpu-small"
-    delegates: int = 0  # 0 = automatic
-    seed: int = 0
-    extra: tuple[tuple[str, Any], ...] = field(default=())
-
-    @property
-    def healthy(self) -> bool:
-        return not self.links or self.delay_s == 0
-
-    @property
-    def rel_dir(self) -> PurePosixPath:
-        """Path of the cell below the figure's results folder."""
-        return PurePosixPath(self.method, links_key(self.links), delay_key(self.delay_s))
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["links"] = links_key(self.links)
-        d["delay_s"] = "inf" if math.isinf(self.delay_s) else self.delay_s
-        d["extra"] = dict(self.extra)
-        return d
+def rel_dir(cell: CellSpec) -> PurePosixPath:
+    """Path of the cell below its figure's folder."""
+    if cell.trace:
+        return PurePosixPath(cell.method, "trace", cell.trace)
+    return PurePosixPath(cell.method, links_key(cell.links), delay_key(cell.delay_s))
 
 
-def cell_folder(results_root: Path, cell: Cell) -> Path:
+def cell_label(cell: CellSpec) -> str:
+    """``fig15/zb/2_3/0.06``: how a cell is named in tables and progress lines."""
+    return f"{cell.figure}/{rel_dir(cell)}"
+
+
+def cell_folder(results_root: Path, cell: CellSpec) -> Path:
     """Where a cell's results live: ``<root>/<cell.figure>/<method>/<links>/<delay>``."""
-    return Path(results_root) / cell.figure / Path(*cell.rel_dir.parts)
+    return Path(results_root) / cell.figure / Path(*rel_dir(cell).parts)
 
 
 def read_cell_json(folder: Path) -> dict[str, Any] | None:
-    """The ``cell.json`` of a cell folder, or None when absent or unreadable."""
+    """The ``cell.json`` of a cell folder, or None when absent, unreadable or not an object."""
     try:
-        return json.loads((Path(folder) / CELL_JSON).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = json.loads((Path(folder) / CELL_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return data if isinstance(data, dict) else None
 
 
-def same_spec(cell: Cell, record: dict[str, Any] | None) -> bool:
+def same_spec(cell: CellSpec, record: dict[str, Any] | None) -> bool:
     """Whether a ``cell.json`` record was produced by exactly this cell's spec (a ``--quick``
-    result is not a full one, nor one with other iterations, preset or delegates)."""
+    result is not a full one, nor one with other stages, preset, device or delegates)."""
     return bool(record) and record.get("spec") == cell.to_json()

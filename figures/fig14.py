@@ -1,5 +1,5 @@
-"""Fig 14: measured timelines of ZB, PipeMorph-CPU and PipeMorph at 60 ms on link 2-3, one
-post-fault iteration each, on one time axis.
+"""Fig 14: measured timelines of ZB, PipeMorph-CPU and PipeMorph at 60 ms on the last link
+(2-3 at 4 stages), one post-fault iteration each, on one time axis.
 
 Its cells are fig16's (link 2-3 at 60 ms is one of fig16's bars), as in the artifact's
 shared fig14_16 folder.
@@ -11,29 +11,33 @@ from pathlib import Path
 
 from engine.oplog import read_records
 from figures.base import FigureReport
-from figures.cells import Cell, cell_folder
-from figures.measured import MeasuredFigure, make_cell
+from figures.cells import Cell, Link, cell_folder
+from figures.measured import MeasuredFigure, last_link
 from figures.style import label, pyplot
 from figures.table import gather, save_report
 from figures.timeline import NoOpsError, draw_iteration, iteration_ops, last_complete_iteration
 
-METHODS = ("zb", "pipemorph-cpu", "pipemorph")
-LINKS = ((2, 3),)
 DELAY = 0.06
-CELLS_FIGURE = "fig16"
 
 
 class Fig14(MeasuredFigure):
     name = "fig14"
-    title = "Measured timelines at 60 ms on link 2-3"
+    title = "Measured timelines at 60 ms on the last link"
+    methods = ("zb", "pipemorph-cpu", "pipemorph")
+    cells_figure = "fig16"  # fig16's cells, as in the artifact's shared fig14_16 folder
 
-    def cells(self, quick: bool) -> list[Cell]:
-        return [make_cell(CELLS_FIGURE, m, LINKS, DELAY, quick) for m in METHODS]
+    def link_sets(self, stages: int) -> list[tuple[Link, ...]]:
+        return [last_link(stages)]
 
-    def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
-        data = gather(self, results_root, reference)
+    def delays(self, quick: bool) -> tuple[float, ...]:
+        return (DELAY,)
+
+    def plot(self, results_root: Path, cells: list[Cell], reference: Path | None = None) -> FigureReport:
+        data = gather(results_root, cells, reference)
         plt = pyplot()
-        fig, axes = plt.subplots(len(METHODS), 1, figsize=(10, 2.3 * len(METHODS)), sharex=True)
+        rows = max(len(cells), 1)
+        fig, axes = plt.subplots(rows, 1, figsize=(10, 2.3 * rows), sharex=True, squeeze=False)
+        axes = [row[0] for row in axes]
         longest = 0.0
         for ax, c in zip(axes, data.comparisons):
             r = c.result

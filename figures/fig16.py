@@ -1,44 +1,40 @@
-"""Fig 16: iteration time bars, first (0-1) vs last (2-3) link slow, 60 vs 120 ms, 4 methods."""
+"""Fig 16: iteration time bars, first (0-1) vs last link (2-3 at 4 stages) slow, 60 vs 120 ms,
+4 methods."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from figures.base import FigureReport
-from figures.cells import Cell, links_key
-from figures.measured import MeasuredFigure, make_cell
+from figures.cells import Cell, Link, links_key
+from figures.measured import MeasuredFigure, last_link
 from figures.table import bar_chart_report, gather
 
-METHODS = ("1f1b", "zb", "pipemorph-cpu", "pipemorph")
-LINK_SETS = (((0, 1),), ((2, 3),))
 DELAYS = (0.06, 0.12)
 
 
-def group_name(links: tuple[tuple[int, int], ...], delay_s: float) -> str:
+def group_name(cell: Cell) -> str:
     """``link 2-3, 60 ms``."""
-    return f"link {links_key(links).replace('_', '-')}, {delay_s * 1000:g} ms"
+    return f"link {links_key(cell.links).replace('_', '-')}, {cell.delay_s * 1000:g} ms"
 
 
 class Fig16(MeasuredFigure):
     name = "fig16"
     title = "First vs last link slow"
 
-    def cells(self, quick: bool) -> list[Cell]:
-        # Quick keeps both delays (the figure's point) and shortens the runs instead.
-        return [
-            make_cell(self.name, m, links, d, quick)
-            for links in LINK_SETS
-            for d in DELAYS
-            for m in METHODS
-        ]
+    def link_sets(self, stages: int) -> list[tuple[Link, ...]]:
+        return [((0, 1),), last_link(stages)]
 
-    def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
-        data = gather(self, results_root, reference)
-        groups = [group_name(links, d) for links in LINK_SETS for d in DELAYS]
-        return bar_chart_report(
-            self, results_root, data, groups, lambda c: group_name(c.links, c.delay_s),
-            list(METHODS), 6.4, data.notes(),
-        )
+    def delays(self, quick: bool) -> tuple[float, ...]:
+        # Quick keeps both delays (the figure's point).
+        return DELAYS
+
+    def plot(self, results_root: Path, cells: list[Cell], reference: Path | None = None) -> FigureReport:
+        data = gather(results_root, cells, reference)
+        ordered = sorted((c for c in cells if not c.healthy), key=lambda c: (c.links, c.delay_s))
+        groups = list(dict.fromkeys(group_name(c) for c in ordered))
+        methods = list(dict.fromkeys(c.method for c in cells))
+        return bar_chart_report(self, results_root, data, groups, group_name, methods, 6.4, data.notes())
 
 
 FIGURE = Fig16()

@@ -1,5 +1,5 @@
-"""Fig 18 (the artifact ran it but drew no plot): 20/40/60 ms on link 2-3, 4 methods;
-iteration time and measured bubble rate per method.
+"""Fig 18 (the artifact ran it but drew no plot): 20/40/60 ms on the last link (2-3 at 4
+stages), 4 methods; iteration time and measured bubble rate per method.
 
 Its cells are fig15's (same link, delays and methods), so running fig15 also fills fig18.
 """
@@ -11,16 +11,13 @@ from pathlib import Path
 
 from engine.oplog import LAST_ITERATIONS
 from figures.base import FigureReport
-from figures.cells import Cell
-from figures.measured import MeasuredFigure, make_cell
+from figures.cells import Cell, Link, links_key
+from figures.measured import MeasuredFigure, last_link
 from figures.style import grouped_bars, legend, pyplot
 from figures.table import bar_values, gather, save_report
 
-METHODS = ("1f1b", "zb", "pipemorph-cpu", "pipemorph")
-LINKS = ((2, 3),)
 DELAYS = (0.02, 0.04, 0.06)
 QUICK_DELAYS = (0.06,)
-CELLS_FIGURE = "fig15"
 
 
 def group_name(delay_s: float) -> str:
@@ -29,14 +26,19 @@ def group_name(delay_s: float) -> str:
 
 class Fig18(MeasuredFigure):
     name = "fig18"
-    title = "Iteration time and bubble rate, link 2-3"
+    title = "Iteration time and bubble rate, last link"
+    cells_figure = "fig15"  # the same cells as fig15's
 
-    def cells(self, quick: bool) -> list[Cell]:
-        ds = QUICK_DELAYS if quick else DELAYS
-        return [make_cell(CELLS_FIGURE, m, LINKS, d, quick) for d in ds for m in METHODS]
+    def link_sets(self, stages: int) -> list[tuple[Link, ...]]:
+        return [last_link(stages)]
 
-    def plot(self, results_root: Path, reference: Path | None = None) -> FigureReport:
-        data = gather(self, results_root, reference)
+    def delays(self, quick: bool) -> tuple[float, ...]:
+        return QUICK_DELAYS if quick else DELAYS
+
+    def plot(self, results_root: Path, cells: list[Cell], reference: Path | None = None) -> FigureReport:
+        data = gather(results_root, cells, reference)
+        methods = list(dict.fromkeys(c.method for c in cells))
+        link_text = " + ".join(sorted({links_key(c.links).replace("_", "-") for c in cells}))
         groups = sorted({c.result.cell.delay_s for c in data.comparisons})
         times, ref = bar_values(data, lambda c: group_name(c.delay_s))
         bubbles = {
@@ -47,14 +49,14 @@ class Fig18(MeasuredFigure):
         names = [group_name(d) for d in groups]
         plt = pyplot()
         fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(8.0, 3.4))
-        grouped_bars(ax_t, names, list(METHODS), times, ref)
+        grouped_bars(ax_t, names, methods, times, ref)
         ax_t.set_ylabel("iteration time (s)")
-        ax_t.set_xlabel(f"delay on link 2-3 ({data.tf_text})")
+        ax_t.set_xlabel(f"delay on link {link_text} ({data.tf_text})")
         legend(ax_t, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.14))
-        grouped_bars(ax_b, names, list(METHODS), bubbles)
+        grouped_bars(ax_b, names, methods, bubbles)
         ax_b.set_ylabel("bubble rate (%)")
-        ax_b.set_xlabel("delay on link 2-3")
-        fig.suptitle(self.title, fontsize=9)
+        ax_b.set_xlabel(f"delay on link {link_text}")
+        fig.suptitle(f"Iteration time and bubble rate, link {link_text}", fontsize=9)
         notes = [
             *data.notes(),
             "bubble rate = 1 - busy compute time / (stages x iteration time), "

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from figures.cells import Cell
 from figures.base import FigureReport, Progress
 from figures.simulated import SimulatedFigure, read_data, report, write_data
 from figures.style import METHOD_COLORS, pyplot, save
@@ -114,7 +115,7 @@ class Fig19(SimulatedFigure):
     name = "fig19"
     title = "Heuristic vs ILP: gap to the ILP and runtime"
 
-    def estimate_seconds(self, quick: bool) -> float:
+    def estimate_seconds(self, base: Cell, quick: bool) -> float:
         """Per instance size: the measured solve time, capped by the ILP time limits."""
         cfg = QUICK if quick else FULL
         per_size = len(cfg.granularities) * cfg.repeats

@@ -1,6 +1,6 @@
 """Reading a figure's measured cells back from the results store.
 
-A cell lives in ``<results>/<cell.figure>/<cell.rel_dir>/`` with ``stage<s>.jsonl`` op logs
+A cell lives in ``<root>/<cell.figure>/<method>/<links>/<delay>/`` with ``stage<s>.jsonl`` op logs
 (``engine.oplog``) and ``cell.json`` (``{"status": "done"|"failed"|"interrupted", "reason",
 "spec"}``). Iteration time is the paper's (section 5): per iteration the max over stages of the
 last op end on the shared clock, then mean and standard deviation of the last
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from engine.oplog import COMPUTE_OPS, LAST_ITERATIONS, iteration_times_ms, read_records, summarize
 from figures.base import Progress
-from figures.cells import CELL_JSON, Cell, cell_folder, delay_key, links_key, read_cell_json, same_spec
+from figures.cells import CELL_JSON, Cell, Link, cell_folder, delay_key, links_key, read_cell_json, same_spec
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,16 @@ class CellResult:
         return f"{self.cell.method} {links_key(self.cell.links)} {delay_key(self.cell.delay_s)}"
 
     def to_json(self) -> dict[str, Any]:
-        """The ``pmctl plot --json`` cell."""
+        """The ``pmctl plot --json`` cell: the spec's fields (``figure_dir`` is the folder the
+        cell lives in), its numbers and its status."""
+        spec = self.cell.to_json()
         return {
-            "method": self.cell.method,
-            "links": links_key(self.cell.links),
-            "delay_s": self.cell.delay_s,
+            "figure_dir": spec.pop("figure"),
+            **spec,
             "iteration_time_s": _num(self.iteration_time_s),
             "std_s": _num(self.std_s),
             "status": self.status,
+            **({"reason": self.reason} if self.reason else {}),
         }
 
 
@@ -65,11 +67,10 @@ def read_status(path: Path, cell: Cell) -> tuple[str, str]:
             return "missing", "not run"
         return "missing", "unreadable cell.json" if (path / CELL_JSON).exists() else "no cell.json"
     if not same_spec(cell, record):
-        spec = record.get("spec") or {}
-        return "stale", (
-            f"holds a run of another spec ({spec.get('iterations')} iterations, preset "
-            f"{spec.get('preset')}): rerun it with pmctl run"
-        )
+        stored = record.get("spec") if isinstance(record.get("spec"), dict) else {}
+        want = cell.to_json()
+        diff = [f"{stored.get(k)} {k.replace('_', ' ')}" for k in want if stored.get(k) != want[k]]
+        return "stale", f"holds a run of another spec ({', '.join(diff[:3])}): rerun it with pmctl run"
     return str(record.get("status", "missing")), str(record.get("reason") or "")
 
 
@@ -130,38 +131,17 @@ def measured_forward_ms(results: list[CellResult]) -> float:
     return statistics.median(vals) if vals else math.nan
 
 
-# The artifact's run shape (15 iterations, fault at 0-based iteration 7) and the quick one.
-FULL_ITERATIONS, FULL_FAULT_AT = 15, 7
-QUICK_ITERATIONS, QUICK_FAULT_AT = 10, 4
 # Rough wall time on the embedded default: start-up (one torch import, forked) + rendezvous +
 # collection per cell, and an A10-like healthy iteration (the cpu-small preset is sized to the
 # A10's op times).
-_CELL_STARTUP_S = 5.0
-_HEALTHY_ITERATION_S = 1.25
+_CELL_STARTUP_S = 3.5
+_HEALTHY_ITERATION_S = 1.2
 
 
-def make_cell(
-    figure: str, method: str, links: tuple[tuple[int, int], ...], delay_s: float, quick: bool
-) -> Cell:
-    """A cell with the figure defaults (12 micro-batches, cpu-small, full or quick run shape)."""
-    return Cell(
-        figure=figure,
-        method=method,
-        links=links,
-        delay_s=delay_s,
-        fault_at=QUICK_FAULT_AT if quick else FULL_FAULT_AT,
-        iterations=QUICK_ITERATIONS if quick else FULL_ITERATIONS,
-    )
-
-
-def nofault_cell(method: str, quick: bool = False) -> Cell:
-    """fig20's healthy run of ``method`` (fig15 reuses the 1f1b and zb ones for its 0 ms point)."""
-    return make_cell("fig20", method, (), 0.0, quick)
-
-
-def zb_nofault_cell(quick: bool = False) -> Cell:
-    """fig20's healthy ZB cell: the denominator of every "vs ZB no-fault" ratio."""
-    return nofault_cell("zb", quick)
+def nofault_cell(base: Cell, method: str) -> Cell:
+    """fig20's healthy run of ``method`` with ``base``'s spec (fig15 reuses the 1f1b and zb
+    ones for its 0 ms point)."""
+    return replace(base, figure="fig20", method=method, links=(), delay_s=0.0, trace="", trace_text="")
 
 
 def estimate_seconds(cells: list[Cell]) -> float:
@@ -170,7 +150,8 @@ def estimate_seconds(cells: list[Cell]) -> float:
     total = 0.0
     for c in cells:
         faulty = 0 if c.healthy else c.iterations - c.fault_at
-        per_mb = c.delay_s if c.method in ("zb", "1f1b") else c.delay_s / 4
+        delay = c.delay_s if math.isfinite(c.delay_s) else 0.0
+        per_mb = delay if c.method in ("zb", "1f1b") else delay / 4
         total += _CELL_STARTUP_S + c.iterations * _HEALTHY_ITERATION_S + faulty * per_mb * c.microbatches
     return total
 
@@ -181,29 +162,67 @@ def has_results(cells: list[Cell], results_root: Path) -> bool:
 
 
 def choose_cells(full: list[Cell], quick: list[Cell], results_root: Path) -> list[Cell]:
-    """The cells ``plot`` draws: the full set, unless only quick results are stored (then a
-    quick run's plot does not list the full set's delays as missing). A stored result counts
-    for the set whose spec it was run with: quick and full cells can share a folder."""
-    if not has_results(full, results_root) and has_results(quick, results_root):
+    """The cells ``plot`` draws: the full set, unless only cells of the quick subset have
+    results (then a quick run's plot does not list the other delays as missing)."""
+    others = [c for c in full if c not in quick]
+    if not has_results(others, results_root) and has_results(quick, results_root):
         return quick
     return full
 
 
+@dataclass(frozen=True)
+class Axes:
+    """The command line's replacements for a figure's sweep (empty = the figure's own):
+    methods, slow-link sets (``()`` = the no-fault cells) and delays (0 = no fault)."""
+
+    methods: tuple[str, ...] = ()
+    link_sets: tuple[tuple[Link, ...], ...] = ()
+    delays_s: tuple[float, ...] = ()
+
+
+def last_link(stages: int) -> tuple[Link, ...]:
+    """The pipeline's last link (2_3 at 4 stages, 6_7 at 8)."""
+    return ((stages - 2, stages - 1),)
+
+
 class MeasuredFigure:
-    """Base of the measured figures: they declare ``cells`` and draw ``plot`` from the results
-    store; ``pmctl run`` runs the cells, so there is nothing to compute."""
+    """Base of the measured figures. A figure declares its sweep (methods x slow-link sets x
+    delays, link sets relative to the stage count, plus the no-fault cells it draws) and
+    draws ``plot`` from the results store; ``pmctl run`` runs the cells."""
 
     name: str
     title: str
     kind = "measured"
+    methods: tuple[str, ...] = ("1f1b", "zb", "pipemorph-cpu", "pipemorph")
+    healthy_methods: tuple[str, ...] = ()  # their no-fault cells (fig20's) are drawn too
+    cells_figure: str = ""  # whose folder the faulty cells live in ('' = this figure's)
 
-    def cells(self, quick: bool) -> list[Cell]:
-        """The cells to run (full or quick run shape)."""
-        raise NotImplementedError
+    def link_sets(self, stages: int) -> list[tuple[Link, ...]]:
+        """The slow-link sets of the faulty cells for a pipeline of ``stages``."""
+        return []
 
-    def estimate_seconds(self, quick: bool) -> float:
+    def delays(self, quick: bool) -> tuple[float, ...]:
+        """The delays (seconds) of the faulty cells, full or ``--quick``."""
+        return ()
+
+    def cells(self, base: Cell, quick: bool = False, axes: Axes = Axes()) -> list[Cell]:
+        """The cells to run or draw, made from the template ``base`` (stages, preset ...),
+        with ``axes`` replacing the figure's own sweep where given."""
+        methods = axes.methods or self.methods
+        link_sets = list(axes.link_sets) or self.link_sets(base.stages)
+        delays = axes.delays_s or self.delays(quick)
+        healthy = [m for m in self.healthy_methods if not axes.methods or m in axes.methods]
+        if axes.delays_s and 0 not in axes.delays_s or axes.link_sets and () not in axes.link_sets:
+            healthy = []
+        figure = self.cells_figure or self.name
+        out = [nofault_cell(base, m) for m in healthy]
+        out += [base.with_fault(figure, m, links, d)
+                for links in link_sets if links for d in delays if d for m in methods]
+        return out
+
+    def estimate_seconds(self, base: Cell, quick: bool) -> float:
         """Rough ``pmctl run`` wall time of this figure's cells."""
-        return estimate_seconds(self.cells(quick))
+        return estimate_seconds(self.cells(base, quick))
 
     def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
         """Nothing: a measured figure's numbers come from its cells' op logs."""

@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from typing import Any
+
 from figures.base import Figure, FigureReport
+from figures.cells import Cell
 
 # Paper order; name -> module under ``figures``.
 _MODULES: dict[str, str] = {
@@ -49,34 +52,48 @@ def get_figure(name: str) -> Figure:
     return module.FIGURE  # type: ignore[no-any-return]
 
 
-def plot_root(figure: Figure, results_root: Path) -> Path:
-    """Where ``plot`` reads a figure from: the full run's results, or the ``--quick`` run's
-    (``<results>/quick``) when only that one has any."""
-    from figures.cells import QUICK_DIR
-    from figures.measured import has_results
+# A simulated figure's `--quick` numbers live apart, in <results>/quick/<fig>/.
+QUICK_DIR = "quick"
+
+
+def simulated_root(results: Path, quick: bool) -> Path:
+    """Where a simulated figure's numbers go: ``results/`` or, for ``--quick``, ``results/quick``."""
+    return Path(results) / QUICK_DIR if quick else Path(results)
+
+
+def measured_cells(figure: Figure, results: Path, base: Cell, quick: bool, axes: Any = None) -> list[Cell]:
+    """The cells ``plot`` draws: the ``--quick`` subset when asked, else the full set, unless
+    only cells of the quick subset have results (a quick run's plot does not list the other
+    delays as missing)."""
+    from figures.cells import figure_root
+    from figures.measured import Axes, choose_cells
+
+    axes = axes or Axes()
+    quick_cells = figure.cells(base, True, axes)
+    if quick:
+        return quick_cells
+    return choose_cells(figure.cells(base, False, axes), quick_cells, figure_root(results, base))
+
+
+def plot_figure(name: str, results: Path, base: Cell | None = None, quick: bool = False,
+                axes: Any = None, reference: Path | None = None) -> FigureReport:
+    """Renders figure ``name``. Measured figures draw their cells of spec ``base`` (default:
+    the paper's) from ``figure_root(results, base)``, first drawing the per-cell timelines
+    their finished cells lack; simulated ones draw ``results/<fig>`` (or the ``--quick``
+    numbers when only those exist)."""
+    from figures.cells import base_spec, cell_folder, figure_root
     from figures.simulated import data_path
-
-    quick_root = Path(results_root) / QUICK_DIR
-    if figure.kind == "measured":
-        cells = figure.cells  # type: ignore[attr-defined]
-        use_quick = not has_results(cells(False), results_root) and has_results(cells(True), quick_root)
-    else:
-        name = figure.name
-        use_quick = (not data_path(Path(results_root) / name, name).exists()
-                     and data_path(quick_root / name, name).exists())
-    return quick_root if use_quick else Path(results_root)
-
-
-def plot_figure(name: str, results_root: Path, reference: Path | None = None) -> FigureReport:
-    """Renders figure ``name`` from ``results_root`` (or its ``quick`` run, see ``plot_root``);
-    measured figures first get the per-cell timelines their finished cells lack."""
-    from figures.cells import cell_folder
-    from figures.measured import choose_cells
     from figures.timeline import ensure_timelines
 
     figure = get_figure(name)
-    results_root = plot_root(figure, results_root)
     if figure.kind == "measured":
-        cells = choose_cells(figure.cells(False), figure.cells(True), results_root)
-        ensure_timelines([cell_folder(results_root, c) for c in cells])
-    return figure.plot(results_root, reference)
+        base = base or base_spec()
+        root = figure_root(results, base)
+        cells = measured_cells(figure, results, base, quick, axes)
+        ensure_timelines([cell_folder(root, c) for c in cells])
+        return figure.plot(root, cells, reference)
+    root = simulated_root(results, quick)
+    full, fast = data_path(root / name, name), data_path(simulated_root(results, True) / name, name)
+    if not quick and not full.exists() and fast.exists():
+        root = simulated_root(results, True)
+    return figure.plot(root, reference)

@@ -30,11 +30,11 @@ class SimulatedFigure:
     kind = "simulated"
     estimate_s = 1.0  # rough ``pmctl run`` wall time
 
-    def cells(self, quick: bool) -> list[Cell]:
+    def cells(self, base: Cell, quick: bool = False, axes: object = None) -> list[Cell]:
         """None: a simulated figure runs nothing on the cluster."""
         return []
 
-    def estimate_seconds(self, quick: bool) -> float:
+    def estimate_seconds(self, base: Cell, quick: bool) -> float:
         """Rough wall time of ``compute``."""
         return self.estimate_s
 

@@ -18,11 +18,10 @@ from figures.cells import Cell, links_key
 from figures.measured import (
     CellResult,
     MeasuredFigure,
-    choose_cells,
     measured_forward_ms,
     read_cell,
     read_cells,
-    zb_nofault_cell,
+    nofault_cell,
 )
 from figures.reference import ReferenceCell, baseline, load_reference, lookup
 from figures.style import grouped_bars, label, legend, pyplot, save
@@ -45,12 +44,6 @@ class Comparison:
     ref_speedup_vs_zb: float
 
 
-def _same_fault(a: CellResult, b: CellResult) -> bool:
-    if a.cell.healthy and b.cell.healthy:
-        return True
-    return a.cell.links == b.cell.links and math.isclose(a.cell.delay_s, b.cell.delay_s)
-
-
 def _div(a: float, b: float) -> float:
     return a / b if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
 
@@ -67,7 +60,7 @@ def compare(
     ref_base = baseline(reference) if reference else None
     out = []
     for r in results:
-        zb = next((z for z in results if z.cell.method == "zb" and _same_fault(z, r)), None)
+        zb = next((z for z in results if z.cell.method == "zb" and z.cell.same_fault(r.cell)), None)
         zb_time = zb.iteration_time_s if zb and zb.ok else nan
         ref = ref_zb = None
         if reference:
@@ -133,7 +126,6 @@ def numbers_json(name: str, comparisons: list[Comparison], extra: dict[str, Any]
     for c in comparisons:
         d = c.result.to_json()
         d.update(
-            figure_dir=c.result.cell.figure,
             bubble_rate=_num(c.result.bubble_rate),
             forward_ms=_num(c.result.forward_ms),
             speedup_vs_zb=_num(c.speedup_vs_zb),
@@ -181,12 +173,10 @@ class Measured:
     def results(self) -> list[CellResult]:
         return [c.result for c in self.comparisons]
 
-    def find(self, method: str, links: str, delay_s: float) -> Comparison | None:
-        """The comparison of one cell, by method, links key and delay."""
+    def find(self, method: str, fault: Cell) -> Comparison | None:
+        """The comparison of ``method``'s cell under the same fault as ``fault``."""
         for c in self.comparisons:
-            cell = c.result.cell
-            same_fault = links_key(cell.links) == links and math.isclose(cell.delay_s, delay_s)
-            if cell.method == method and same_fault:
+            if c.result.cell.method == method and c.result.cell.same_fault(fault):
                 return c
         return None
 
@@ -218,12 +208,14 @@ class Measured:
         return out
 
 
-def gather(figure: MeasuredFigure, results_root: Path, reference: Path | None) -> Measured:
-    """Reads the figure's cells (full set, or quick set when only that ran) and compares them."""
-    cells = choose_cells(figure.cells(False), figure.cells(True), results_root)
+def gather(results_root: Path, cells: list[Cell], reference: Path | None) -> Measured:
+    """Reads a figure's cells and compares them (ratios to the ZB no-fault cell of the same
+    spec, drawn or not)."""
     results = read_cells(results_root, cells)
     zb = next((r for r in results if r.cell.method == "zb" and r.cell.healthy), None)
-    zb = zb or read_cell(results_root, zb_nofault_cell())
+    if zb is None and cells:
+        zb = read_cell(results_root, nofault_cell(cells[0], "zb"))
+    zb = zb or CellResult(nofault_cell(Cell(), "zb"), "missing", *(math.nan,) * 4, "no cells")
     ref = load_reference(reference)
     return Measured(compare(results, zb, ref), zb, measured_forward_ms(results), ref is not None)
 

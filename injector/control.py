@@ -133,7 +133,9 @@ class ControlClient:
     # -- the fault ------------------------------------------------------------------
 
     def publish_fault(self, fault: Fault, published_by: int | None = None) -> None:
-        """Publishes the fault in force: ONE atomic HSET of every field."""
+        """Publishes the fault in force: ONE atomic HSET of every field of ``Fault.to_json``
+        (links, per-link delays, NIC-crash flag, since-iteration, epoch, trace time), so a
+        reader never sees half of an update."""
         fields = {**fault.to_json(), "published_at": time.time(), "published_by": published_by}
         with self._guard("publish_fault"):
             self._redis.hset(self.key("fault"), mapping=_encode(fields))

@@ -275,7 +275,8 @@ def setup_hosts(
             redis_ok = not redis_problem
             problem = problem or redis_problem
         facts.update(
-            host=host.name, address=host.address, stage=host.stage, device=inv.cluster.device,
+            host=host.name, address=host.address, stage=host.stage, stages=list(host.stage_range),
+            device=inv.cluster.device,
             bundle=digest or "none", redis=redis_ok,
             checked=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         )

@@ -5,7 +5,7 @@ live progress, skip finished cells, print a summary table, and return the exit c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +13,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from figures.cells import Cell, cell_folder
+from figures.cells import Cell, cell_label
+from figures.registry import simulated_root
 from pmctl import runs
 from pmctl.errors import UserError
 from pmctl.fanout import fanout, raise_first
 from pmctl.inventory import load_inventory
 from pmctl.launcher import CellInterrupted, CellOutcome, LaunchOptions, run_cell
-from pmctl.matrix import Selection, resolve_figures, select_cells
+from pmctl.matrix import (
+    PlannedCell,
+    Selection,
+    SpecOptions,
+    base_for,
+    check_cluster,
+    figure_cells,
+    resolve_figures,
+)
 from pmctl.results import DONE, cell_status, is_done, sweep_staging
 from pmctl.session import Session
 
@@ -28,16 +37,18 @@ EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What ``pmctl run`` was asked."""
+    """What ``pmctl run`` was asked: figure names (or ``all``) and experiment files."""
 
-    figures: list[str]
+    targets: list[str]
     selection: Selection
     quick: bool
-    results_root: Path
+    results: Path
+    options: SpecOptions = SpecOptions()
     force: bool = False
     dry_run: bool = False
     timeout_s: float = 900.0
     engine_entry: tuple[str, ...] | None = None  # None = the bundled engine
+    extras: bool = False  # the simulated figures' expensive extra lines
 
 
 def preflight(session: Session) -> None:
@@ -69,33 +80,52 @@ def _check_idle(session: Session) -> None:
         stop_recorded(own)
 
 
+def plan(session: Session, req: RunRequest) -> tuple[list, list[PlannedCell]]:
+    """The simulated figures to compute and the measured cells to run (checked against the
+    session's cluster), before anything runs."""
+    from pmctl.experiment_file import is_experiment_file, load_experiment
+
+    inv = session.inventory
+    files = [t for t in req.targets if is_experiment_file(t)]
+    names = [t for t in req.targets if t not in files]
+    figures = resolve_figures(names) if names else []
+    base = base_for(inv, req.options)
+    cells = figure_cells(figures, req.results, base, req.quick, req.selection)
+    for path in files:
+        cells += load_experiment(Path(path), inv, req.options, req.selection).planned(req.results)
+    for p in cells:
+        check_cluster(p.cell, inv)
+    simulated = [f for f in figures if f.kind == "simulated"]
+    if not cells and not simulated:
+        raise UserError("no cells to run", "pmctl run", "see pmctl list --cells, or check the flags")
+    return simulated, cells
+
+
 def execute(session: Session, req: RunRequest, console: Console) -> int:
     """Runs the request; returns the exit code."""
-    figures = resolve_figures(req.figures)
-    cells = select_cells(figures, req.quick, req.selection)
-    simulated = [(n, f) for n, f in figures if f.kind == "simulated"]
-    if not cells and not simulated:
-        raise UserError("no cells match the filters", "pmctl run", "see pmctl list --cells")
+    simulated, cells = plan(session, req)
     if req.dry_run:
         _print_plan(console, simulated, cells, req)
         return 0
-    for name, fig in simulated:
-        with console.status(f"computing {name} (simulated)"):
-            fig.compute(req.results_root / name, req.quick, None)
-        console.print(f"{name}: computed into {req.results_root / name}")
+    root = simulated_root(req.results, req.quick)
+    for fig in simulated:
+        with console.status(f"computing {fig.name} (simulated)"):
+            fig.compute(root / fig.name, req.quick, None, extras=req.extras)
+        console.print(f"{fig.name}: computed into {root / fig.name}")
     if not cells:
         return 0
     with runs.run_lock():
         return _run_cells(session, req, cells, console)
 
 
-def _run_cells(session: Session, req: RunRequest, cells: list[Cell], console: Console) -> int:
+def _run_cells(session: Session, req: RunRequest, cells: list[PlannedCell], console: Console) -> int:
     """The measured part of a run: every cell in turn, then the summary; the exit code."""
     _check_idle(session)
-    sweep_staging(req.results_root)
+    for root in dict.fromkeys(p.root for p in cells):
+        sweep_staging(root)
     preflight(session)
     opts = LaunchOptions(
-        results_root=req.results_root, timeout_s=req.timeout_s,
+        results_root=req.results, timeout_s=req.timeout_s,
         **({"engine_entry": req.engine_entry} if req.engine_entry else {}),
     )
     outcomes: list[CellOutcome] = []
@@ -107,12 +137,13 @@ def _run_cells(session: Session, req: RunRequest, cells: list[Cell], console: Co
             console=console, transient=False,
         ) as progress:
             all_task = progress.add_task("cells", total=len(cells))
-            for cell in cells:
-                if not req.force and is_done(req.results_root, cell):
-                    outcomes.append(CellOutcome(cell, "skipped", cell_folder(req.results_root, cell), reason="done"))
+            for planned in cells:
+                cell = planned.cell
+                if not req.force and is_done(planned.root, cell):
+                    outcomes.append(CellOutcome(cell, "skipped", planned.folder, reason="done"))
                     progress.advance(all_task)
                     continue
-                label = f"{cell.figure}/{cell.rel_dir}"
+                label = cell_label(cell)
                 it_task = progress.add_task(label, total=cell.iterations)
 
                 def show(hb: dict[int, dict[str, Any]], cell: Cell = cell, task: Any = it_task) -> None:
@@ -123,10 +154,10 @@ def _run_cells(session: Session, req: RunRequest, cells: list[Cell], console: Co
                     if ms:
                         last_ms[cell.method] = max(ms)
                     per_method = " ".join(f"{m}={v:.0f}ms" for m, v in last_ms.items())
-                    progress.update(task, completed=done, description=f"{cell.figure}/{cell.rel_dir} {per_method}")
+                    progress.update(task, completed=done, description=f"{cell_label(cell)} {per_method}")
 
                 try:
-                    outcome = run_cell(session, cell, opts, show)
+                    outcome = run_cell(session, cell, replace(opts, results_root=planned.root), show)
                 except CellInterrupted as exc:
                     outcomes.append(exc.args[0])
                     raise
@@ -146,14 +177,18 @@ def _run_cells(session: Session, req: RunRequest, cells: list[Cell], console: Co
     return EXIT_FAILED if any(o.status not in ("done", "skipped") for o in outcomes) else 0
 
 
-def _print_plan(console: Console, simulated: list, cells: list[Cell], req: RunRequest) -> None:
-    for name, _fig in simulated:
-        console.print(f"{name}: simulated, computed locally into {req.results_root / name}")
-    table = Table("cell", "iterations", "fault at", "preset", "now", "action", title="pmctl run --dry-run")
-    for c in cells:
-        now = cell_status(req.results_root, c)
+def _print_plan(console: Console, simulated: list, cells: list[PlannedCell], req: RunRequest) -> None:
+    root = simulated_root(req.results, req.quick)
+    for fig in simulated:
+        console.print(f"{fig.name}: simulated, computed locally into {root / fig.name}")
+    table = Table("folder", "stages", "preset", "micro-batches", "iterations", "fault at", "now",
+                  "action", title="pmctl run --dry-run")
+    for p in cells:
+        c = p.cell
+        now = cell_status(p.root, c)
         action = "skip" if now == DONE and not req.force else "run"
-        table.add_row(f"{c.figure}/{c.rel_dir}", str(c.iterations), str(c.fault_at), c.preset, now, action)
+        table.add_row(str(p.folder), str(c.stages), c.preset, str(c.microbatches),
+                      str(c.iterations), str(c.fault_at), now, action)
     console.print(table)
 
 
@@ -164,5 +199,5 @@ def _summary(console: Console, outcomes: list[CellOutcome]) -> None:
     for o in outcomes:
         ms = f"{o.mean_ms:.1f}" if o.mean_ms is not None and math.isfinite(o.mean_ms) else "-"
         style = {"done": "green", "skipped": "dim"}.get(o.status, "red")
-        table.add_row(f"{o.cell.figure}/{o.cell.rel_dir}", f"[{style}]{o.status}[/{style}]", ms, f"{o.seconds:.1f}", o.reason)
+        table.add_row(cell_label(o.cell), f"[{style}]{o.status}[/{style}]", ms, f"{o.seconds:.1f}", o.reason)
     console.print(table)

@@ -40,7 +40,7 @@ _LAUNCHERS = ("fork", "torchrun", "direct")
 _CLUSTER_KEYS = {
     "name", "transport", "device", "work_dir", "python", "deploy", "stages",
     "master_port", "redis_port", "connect_timeout", "known_hosts", "user", "identity_file",
-    "interface", "launcher", "base_python",
+    "interface", "launcher", "base_python", "preset", "microbatches",
 }
 _HOST_KEYS = {
     "name", "address", "user", "port", "identity_file", "gpus", "interface", "work_dir",
@@ -50,11 +50,13 @@ _HOST_KEYS = {
 
 @dataclass(frozen=True)
 class Host:
-    """One host = one pipeline stage; every field already resolved from cluster defaults."""
+    """One host, running ``num_stages`` consecutive pipeline stages from ``stage`` (one per
+    GPU with ``gpus = N``; one on a host without ``gpus``); every field already resolved from
+    the cluster defaults."""
 
     name: str
     address: str
-    stage: int
+    stage: int  # the first stage it runs; its node rank is its position in the inventory
     work_dir: str  # per host; relative paths: to the cwd (local) or the login home (ssh)
     python: str  # interpreter that runs the engine on this host
     user: str | None = None
@@ -65,6 +67,12 @@ class Host:
     # deploy = "wheel": the interpreter that makes the host's venv, whose packages (torch) the
     # venv reuses
     base_python: str = "python3"
+    num_stages: int = 1
+
+    @property
+    def stage_range(self) -> range:
+        """The global stages this host runs (stage order = host order, then local rank)."""
+        return range(self.stage, self.stage + self.num_stages)
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,8 @@ class Cluster:
     # imports torch once and forks the stages with torchrun's environment; "direct": the stage
     # process itself with torchrun's environment (RANK, WORLD_SIZE, MASTER_*), no agent.
     launcher: str = "torchrun"
+    preset: str | None = None  # the cells' model preset (None: the figures' default)
+    microbatches: int | None = None  # micro-batches per iteration (None: the preset's)
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,43 @@ class Inventory:
 
     @property
     def stages(self) -> int:
-        return len(self.hosts)
+        """Pipeline stages: the sum over hosts."""
+        return sum(h.num_stages for h in self.hosts)
+
+    @property
+    def stages_per_host(self) -> int:
+        """Stages on each host (the same on every host: validated)."""
+        return self.hosts[0].num_stages
+
+    def host_of(self, stage: int) -> Host:
+        """The host that runs ``stage``."""
+        return next(h for h in self.hosts if stage in h.stage_range)
+
+    def with_stages(self, stages: int) -> Inventory:
+        """The same cluster with ``stages`` stages (``--stages``): a local cluster grows or
+        shrinks its hosts (keeping the stages per host); an SSH one must already match."""
+        if stages == self.stages:
+            return self
+        per = self.stages_per_host
+        if self.cluster.transport != "local":
+            raise UserError(
+                f"--stages {stages}: the inventory's hosts run {self.stages} stages", str(self.path),
+                "change the hosts (or their gpus) in the inventory, or drop --stages",
+            )
+        if stages < 2 or stages % per:
+            raise UserError(
+                f"--stages {stages}: need a multiple of {per} (stages per host), at least 2",
+                str(self.path), f"choose e.g. {max(2, per) * 2}",
+            )
+        first = self.hosts[0]
+        hosts = tuple(
+            replace(first, name=f"stage{i * per}", stage=i * per,
+                    work_dir=f"{self.cluster.work_dir}/stage{i * per}")
+            if first.work_dir == f"{self.cluster.work_dir}/{first.name}"
+            else replace(first, name=f"stage{i * per}", stage=i * per)
+            for i in range(stages // per)
+        )
+        return replace(self, hosts=hosts)
 
     def only(self, names: list[str]) -> Inventory:
         """The same inventory restricted to some hosts (for ``setup`` of a subset)."""
@@ -175,6 +221,8 @@ def parse_inventory(data: dict[str, Any], path: Path) -> Inventory:
         launcher=v.choice(
             raw_cluster, "cluster", "launcher", _LAUNCHERS, "fork" if transport == "local" else "torchrun"
         ),
+        preset=v.preset(raw_cluster),
+        microbatches=v.count(raw_cluster, "cluster", "microbatches"),
     )
     stages = raw_cluster.get("stages")
     if stages is not None and (not isinstance(stages, int) or isinstance(stages, bool) or stages < 2):
@@ -189,13 +237,8 @@ def parse_inventory(data: dict[str, Any], path: Path) -> Inventory:
         raw_hosts = [{"name": f"stage{i}", "address": "127.0.0.1"} for i in range(stages)]
     if not isinstance(raw_hosts, list) or not all(isinstance(h, dict) for h in raw_hosts):
         raise v.error("hosts", "must be an array of tables", "write each host as [[hosts]]")
-    if stages is not None and len(raw_hosts) != stages:
-        raise v.error(
-            "hosts", f"{len(raw_hosts)} hosts but cluster.stages = {stages}",
-            "list exactly one [[hosts]] entry per pipeline stage",
-        )
-    if len(raw_hosts) < 2:
-        raise v.error("hosts", f"{len(raw_hosts)} host(s): a pipeline needs at least 2", "add hosts")
+    if not raw_hosts:
+        raise v.error("hosts", "no hosts: a pipeline needs at least 2 stages", "add hosts")
     defaults = {
         "user": raw_cluster.get("user"),
         "identity_file": raw_cluster.get("identity_file"),
@@ -206,7 +249,23 @@ def parse_inventory(data: dict[str, Any], path: Path) -> Inventory:
     hosts: list[Host] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_hosts):
-        hosts.append(v.host(raw, i, cluster, defaults, seen))
+        hosts.append(v.host(raw, i, cluster, defaults, seen, sum(h.num_stages for h in hosts)))
+    odd = next((h for h in hosts if h.num_stages != hosts[0].num_stages), None)
+    if odd is not None:
+        # torchrun's static rendezvous numbers ranks node_rank x nproc + local rank
+        raise v.error(
+            f"hosts[{hosts.index(odd)}].gpus",
+            f"{odd.num_stages} stages on {odd.name} but {hosts[0].num_stages} on {hosts[0].name}",
+            "give every host the same number of gpus",
+        )
+    total = sum(h.num_stages for h in hosts)
+    if stages is not None and total != stages:
+        raise v.error(
+            "hosts", f"{len(hosts)} hosts run {total} stages but cluster.stages = {stages}",
+            "list one [[hosts]] entry per stage (or per gpus = N stages)",
+        )
+    if total < 2:
+        raise v.error("hosts", "1 stage: a pipeline needs at least 2", "add hosts or gpus")
     return Inventory(path=path, cluster=cluster, hosts=tuple(hosts))
 
 
@@ -246,6 +305,20 @@ class _Validator:
             raise self.error(f"{where}.{key}", f"{val!r}: ~ is not expanded on the host", "give an absolute path")
         return val
 
+    def preset(self, t: dict[str, Any]) -> str | None:
+        from engine.presets import PRESETS
+
+        val = t.get("preset")
+        if val is not None and val not in PRESETS:
+            raise self.error("cluster.preset", f"unknown preset {val!r}", f"use one of: {', '.join(PRESETS)}")
+        return val
+
+    def count(self, t: dict[str, Any], where: str, key: str) -> int | None:
+        val = t.get(key)
+        if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+            raise self.error(f"{where}.{key}", f"must be an integer >= 1, got {val!r}", "e.g. 12")
+        return val
+
     def choice(self, t: dict[str, Any], where: str, key: str, allowed: tuple[str, ...], default: str) -> str:
         val = t.get(key, default)
         if val not in allowed:
@@ -269,7 +342,8 @@ class _Validator:
         return val
 
     def host(
-        self, raw: dict[str, Any], i: int, cluster: Cluster, defaults: dict[str, Any], seen: set[str]
+        self, raw: dict[str, Any], i: int, cluster: Cluster, defaults: dict[str, Any], seen: set[str],
+        first_stage: int,
     ) -> Host:
         where = f"hosts[{i}]"
         self.unknown(raw, _HOST_KEYS, where)
@@ -301,7 +375,7 @@ class _Validator:
         return Host(
             name=name,
             address=self.string(raw, where, "address", None),
-            stage=i,
+            stage=first_stage,
             work_dir=work_dir,
             python=python,
             user=self.string(raw, where, "user", defaults["user"]),
@@ -310,4 +384,5 @@ class _Validator:
             gpus=gpus,
             interface=self.string(raw, where, "interface", defaults["interface"]),
             base_python=self.interpreter(raw, where, "base_python", defaults["base_python"]),
+            num_stages=max(gpus, 1),
         )

@@ -1,119 +1,155 @@
-"""The experiment matrix of ``pmctl run``: figure names -> cells, filtered and overridden by
-the command-line flags. Pure: no host is touched."""
+"""The experiment matrix of ``pmctl run`` / ``plot`` / ``status``: the command line's spec
+options and the inventory -> the template cell spec; figure names (and experiment files) ->
+the cells, each with the results folder it lives in. Pure: no host is touched.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from engine.methods import resolve_method
+from engine.cellspec import CellSpec, SpecError, validate
+from engine.methods import UnknownMethodError, resolve_method
 from figures.base import Figure
-from figures.cells import Cell, cell_folder, links_key
-from injector.trace import TraceError, parse_link
+from figures.cells import Cell, base_spec, cell_folder, figure_root
+from figures.measured import Axes
+from injector.links import LinkError, parse_delay, parse_links
 from pmctl.errors import UserError
+from pmctl.inventory import Inventory
+
+
+@dataclass(frozen=True)
+class SpecOptions:
+    """The spec flags shared by run, plot and status (None = the inventory's, else the
+    figure's default)."""
+
+    preset: str | None = None
+    stages: int | None = None
+    microbatches: int | None = None
+    iterations: int | None = None
+    fault_at: int | None = None
+    delegates: int | None = None
 
 
 @dataclass(frozen=True)
 class Selection:
-    """Filters and overrides from the flags (None = keep the figure's value)."""
+    """The sweep replacements from the flags (empty = the figure's own)."""
 
     methods: tuple[str, ...] = ()
-    links: tuple[str, ...] = ()  # links keys: "2_3", "0_1,2_3", "none"
-    delays_s: tuple[float, ...] = ()
-    iterations: int | None = None
-    fault_at: int | None = None
-    preset: str | None = None
-    delegates: int | None = None
+    links: tuple[str, ...] = ()  # as typed: "2_3", "0_1,2_3", "none"
+    delays: tuple[str, ...] = ()  # as typed: "60", "60ms", "0.06s", "inf"
+
+    def axes(self, stages: int) -> Axes:
+        """The figure axes these flags replace, checked against the stage count."""
+        methods = []
+        for m in self.methods:
+            try:
+                methods.append(resolve_method(m).id)
+            except UnknownMethodError as exc:
+                raise UserError(str(exc), "--methods") from exc
+        return Axes(
+            methods=tuple(dict.fromkeys(methods)),
+            link_sets=tuple(dict.fromkeys(parse_link_set(v, stages) for v in self.links)),
+            delays_s=tuple(dict.fromkeys(parse_delay_flag(d) for d in self.delays)),
+        )
 
 
-def resolve_figures(names: list[str]) -> list[tuple[str, Figure]]:
-    """``["all"]`` or figure names -> (name, Figure) in paper order; unknown -> UserError."""
+@dataclass(frozen=True)
+class PlannedCell:
+    """A cell to run and the results root its folder is under."""
+
+    cell: Cell
+    root: Path
+
+    @property
+    def folder(self) -> Path:
+        return cell_folder(self.root, self.cell)
+
+
+def parse_delay_flag(text: str) -> float:
+    """``--delays`` values: milliseconds unless a unit says otherwise; ``inf`` = a crash."""
+    try:
+        return parse_delay(text, default_unit="ms")
+    except LinkError as exc:
+        raise UserError(str(exc), "--delays", "use e.g. 60, 60ms, 0.06s or inf") from exc
+
+
+def parse_link_set(text: str, stages: int) -> tuple[tuple[int, int], ...]:
+    """One ``--links`` value (``2_3``, ``0_1,2_3``, ``none``) for a pipeline of ``stages``."""
+    try:
+        return parse_links(text, stages)
+    except LinkError as exc:
+        raise UserError(str(exc), "--links", f"use adjacent stages of the {stages} stages, like 0_1 or 0_1,2_3") from exc
+
+
+def cluster_inventory(inv: Inventory, opts: SpecOptions) -> Inventory:
+    """The inventory with ``--stages`` applied (a local cluster grows or shrinks)."""
+    return inv.with_stages(opts.stages) if opts.stages is not None else inv
+
+
+def base_for(inv: Inventory, opts: SpecOptions) -> CellSpec:
+    """The template spec of this cluster and these flags: stages, stages per host, device
+    and launcher from the inventory; preset and micro-batches from the flags, else the
+    inventory's ``[cluster]``, else the figures' default (micro-batches: the preset's)."""
+    inv = cluster_inventory(inv, opts)
+    c = inv.cluster
+    try:
+        return validate(base_spec(
+            stages=inv.stages, stages_per_host=inv.stages_per_host, device=c.device,
+            launcher=c.launcher, preset=opts.preset or c.preset,
+            microbatches=opts.microbatches or c.microbatches, iterations=opts.iterations,
+            fault_at=opts.fault_at, delegates=opts.delegates,
+        ))
+    except SpecError as exc:
+        raise UserError(str(exc), "cell spec", "change the flags or the inventory's [cluster]") from exc
+
+
+def resolve_figures(names: list[str]) -> list[Figure]:
+    """``["all"]`` or figure names -> figures in paper order; unknown -> UserError."""
     from figures.registry import UnknownFigureError, figure_names, get_figure
 
     if not names:
-        raise UserError("no figure given", "pmctl run", "name figures (pmctl list) or 'all'")
+        raise UserError("no figure given", "pmctl run", "name figures (pmctl list), 'all', or an experiment file")
     wanted = figure_names() if [n.lower() for n in names] == ["all"] else names
     out = []
     for n in wanted:
         try:
-            fig = get_figure(n)
+            out.append(get_figure(n))
         except UnknownFigureError as exc:
-            raise UserError(str(exc), "pmctl run") from exc
-        out.append((fig.name, fig))
+            raise UserError(str(exc), "pmctl run", "or give an experiment file PATH.toml") from exc
     return out
 
 
-def parse_delay(text: str) -> float:
-    """``60``, ``60ms``, ``0.06s`` or ``inf`` -> seconds (plain numbers are milliseconds)."""
-    t = text.strip().lower()
-    try:
-        if t == "inf":
-            return math.inf
-        if t.endswith("ms"):
-            return float(t[:-2]) / 1000.0
-        if t.endswith("s"):
-            return float(t[:-1])
-        return float(t) / 1000.0
-    except ValueError as exc:
-        raise UserError(f"bad delay {text!r}", "--delays", "use e.g. 60, 60ms, 0.06s or inf") from exc
-
-
-def parse_links(text: str) -> str:
-    """Normalises a links flag value (``2-3``, ``2_3,0_1``, ``none``) to the folder key."""
-    t = text.strip().lower().replace("-", "_")
-    if t in ("", "none"):
-        return "none"
-    pairs = []
-    for part in t.split(","):
-        try:
-            # The stage count is the inventory's, unknown here: the engine checks it.
-            pairs.append(parse_link(part))
-        except TraceError as exc:
-            raise UserError(f"bad link {part!r}: {exc}", "--links", "use adjacent stages like 2_3 or 0_1,2_3") from exc
-    return links_key(tuple(sorted(pairs)))
-
-
-def select_cells(figures: list[tuple[str, Figure]], quick: bool, sel: Selection) -> list[Cell]:
-    """The measured cells of ``figures`` after the filters and overrides, de-duplicated by
-    results folder (fig15's 0 ms point is fig20's cell)."""
-    methods = {resolve_method(m).id for m in sel.methods}
-    cells: dict[Path, Cell] = {}
-    for _name, fig in figures:
+def figure_cells(figures: list[Figure], results: Path, base: CellSpec, quick: bool,
+                 sel: Selection) -> list[PlannedCell]:
+    """The measured cells of ``figures`` after the flags' replacements, de-duplicated by
+    folder (fig15's 0 ms point is fig20's cell), each checked as a whole."""
+    axes = sel.axes(base.stages)
+    root = figure_root(results, base)
+    cells: dict[Path, PlannedCell] = {}
+    for fig in figures:
         if fig.kind != "measured":
             continue
-        for c in fig.cells(quick):
-            if methods and c.method not in methods:
-                continue
-            if sel.links and links_key(c.links) not in sel.links:
-                continue
-            if sel.delays_s and not any(_same(c.delay_s, d) for d in sel.delays_s):
-                continue
-            c = _override(c, sel)
-            cells.setdefault(cell_folder(Path("."), c), c)
+        for c in fig.cells(base, quick, axes):
+            planned = PlannedCell(_checked(c), root)
+            cells.setdefault(planned.folder, planned)
     return list(cells.values())
 
 
-def _same(a: float, b: float) -> bool:
-    return (math.isinf(a) and math.isinf(b)) or abs(a - b) < 1e-9
+def _checked(c: Cell) -> Cell:
+    try:
+        return validate(c)
+    except SpecError as exc:
+        raise UserError(str(exc), f"cell {c.figure}/{c.method}", "change the flags") from exc
 
 
-def _override(c: Cell, sel: Selection) -> Cell:
-    changes: dict[str, object] = {}
-    if sel.iterations is not None:
-        changes["iterations"] = sel.iterations
-    if sel.fault_at is not None:
-        changes["fault_at"] = sel.fault_at
-    if sel.preset is not None:
-        changes["preset"] = sel.preset
-    if sel.delegates is not None:
-        changes["delegates"] = sel.delegates
-    c = replace(c, **changes) if changes else c
-    if c.iterations < 1:
-        raise UserError(f"--iters must be >= 1, got {c.iterations}", "pmctl run")
-    if not c.healthy and not 0 <= c.fault_at < c.iterations:
-        raise UserError(
-            f"fault at iteration {c.fault_at} is outside 0..{c.iterations - 1}", "--fault-at",
-            "choose an iteration below --iters",
-        )
-    return c
+def check_cluster(c: Cell, inv: Inventory) -> None:
+    """Refuses a cell whose spec is for another cluster shape than ``inv``."""
+    want = {"stages": inv.stages, "stages_per_host": inv.stages_per_host,
+            "device": inv.cluster.device, "launcher": inv.cluster.launcher}
+    for name, value in want.items():
+        if getattr(c, name) != value:
+            raise UserError(
+                f"cell {c.figure}/{c.method} wants {name} = {getattr(c, name)}, the inventory has {value}",
+                str(inv.path), "use a matching inventory or change the cell",
+            )

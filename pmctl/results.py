@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.jsonio import write_json_atomic
-from figures.cells import CELL_JSON, Cell, cell_folder, read_cell_json, same_spec
+from figures.cells import CELL_JSON, Cell, cell_folder, read_cell_json
 
 DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
 STALE, MISSING = "stale", "missing"
@@ -33,12 +33,9 @@ def cell_status(results_root: Path, cell: Cell) -> str:
     """``done`` / ``failed`` / ``interrupted`` for a result of exactly this cell's spec,
     ``stale`` when the folder holds another spec's result (a ``--quick`` run, other
     iterations...), ``missing`` when the cell was never run."""
-    rec = read_cell_json(cell_folder(results_root, cell))
-    if rec is None:
-        return MISSING
-    if not same_spec(cell, rec):
-        return STALE
-    return str(rec.get("status"))
+    from figures.measured import read_status  # the one status rule, with its reasons
+
+    return read_status(cell_folder(results_root, cell), cell)[0]
 
 
 def is_done(results_root: Path, cell: Cell) -> bool:

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from engine.cellspec import CellSpec
 from pmctl import runs
 from pmctl.fanout import describe, fanout
 from pmctl.inventory import Host
@@ -41,6 +42,7 @@ def host_rows(session: Session) -> list[dict[str, Any]]:
         facts = session.facts(host)
         row: dict[str, Any] = {
             "name": host.name, "address": host.address, "stage": host.stage,
+            "stages": list(host.stage_range),
             "reachable": o.ok, "error": "" if o.ok else describe(o.error),
             "python": facts.get("python"), "torch": facts.get("torch"),
             "device": inv.cluster.device, "cuda_count": facts.get("cuda_count"),
@@ -80,28 +82,31 @@ def running() -> dict[str, Any] | None:
     return out
 
 
-def figure_rows(results_root: Path) -> list[dict[str, Any]]:
-    """Per measured figure: done / failed / interrupted / stale / missing cells (full run
-    shape; stale = a result of another spec, e.g. ``--quick``)."""
+def figure_rows(results: Path, base: CellSpec) -> list[dict[str, Any]]:
+    """Per measured figure: done / failed / interrupted / stale / missing cells of spec
+    ``base`` (stale = a stored result of another spec)."""
+    from figures.cells import figure_root
     from figures.registry import figure_names, get_figure
 
+    root = figure_root(results, base)
     rows = []
     for name in figure_names():
         fig = get_figure(name)
         if fig.kind != "measured":
             continue
-        cells = fig.cells(False)
-        rows.append({"figure": name, "cells": len(cells), **summarize_cells(results_root, cells)})
+        cells = fig.cells(base)
+        rows.append({"figure": name, "cells": len(cells), **summarize_cells(root, cells)})
     return rows
 
 
-def collect(session: Session, results_root: Path) -> dict[str, Any]:
-    """Everything ``status --json`` prints."""
+def collect(session: Session, results: Path, base: CellSpec) -> dict[str, Any]:
+    """Everything ``status --json`` prints; the figures' cells are those of spec ``base``."""
     return {
         "inventory": str(session.inventory.path),
         "cluster": session.inventory.cluster.name,
+        "spec": {k: v for k, v in base.to_json().items() if k not in ("figure", "method", "links", "delay_s", "trace")},
         "hosts": host_rows(session),
         "running": running(),
-        "figures": figure_rows(results_root),
+        "figures": figure_rows(results, base),
     }
 

@@ -12,8 +12,7 @@ import pytest
 from engine.methods import METHODS, UnknownMethodError, resolve_method
 from engine.oplog import OpLogWriter, iteration_times_ms, read_records, summarize
 from engine.planner.ir import Op, OpKind, Schedule, ScheduleParseError
-from figures.cells import Cell
-from pmctl.launcher import trace_text
+from figures.cells import Cell, rel_dir
 
 
 def test_cli_imports_no_torch():
@@ -68,13 +67,15 @@ def test_schedule_text_round_trip():
 
 def test_cell_paths_and_trace():
     cell = Cell("fig17", "pipemorph", ((0, 1), (2, 3)), 0.06, fault_at=7)
-    assert str(cell.rel_dir) == "pipemorph/0_1,2_3/0.06"
-    assert trace_text(cell) == "7;0_1,2_3;0.06\n"
+    assert str(rel_dir(cell)) == "pipemorph/0_1,2_3/0.06"
+    assert cell.fault_text() == "7;0_1,2_3;0.06\n"
     healthy = Cell("fig20", "zb")
-    assert str(healthy.rel_dir) == "zb/none/0" and trace_text(healthy) == ""
+    assert str(rel_dir(healthy)) == "zb/none/0" and healthy.fault_text() == ""
     crash = Cell("x", "pipemorph", ((1, 2),), math.inf)
-    assert crash.to_json()["delay_s"] == "inf" and str(crash.rel_dir).endswith("/inf")
-    assert trace_text(crash) == "7;1_2;inf\n"
+    assert crash.to_json()["delay_s"] == "inf" and str(rel_dir(crash)).endswith("/inf")
+    assert crash.fault_text() == "2;1_2;inf\n"
+    traced = Cell("x", "zb", trace="0123abcd", trace_text="1;;inf\n")
+    assert str(rel_dir(traced)) == "zb/trace/0123abcd" and traced.fault_text() == "1;;inf\n"
     json.dumps(cell.to_json())
 
 

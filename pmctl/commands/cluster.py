@@ -12,7 +12,18 @@ from rich.console import Console
 from rich.table import Table
 
 from pmctl.app import app
+from pmctl.console import make_console
 from pmctl.errors import UserError
+
+# The spec flags are defined once, in spec_flags (which imports nothing from here).
+from pmctl.commands.spec_flags import (  # noqa: E402
+    DelegatesOpt,
+    FaultAtOpt,
+    ItersOpt,
+    MicrobatchesOpt,
+    PresetOpt,
+    StagesOpt,
+)
 
 InventoryOpt = Annotated[
     Optional[Path],
@@ -23,12 +34,14 @@ AcceptKeysOpt = Annotated[
 ]
 
 
-def open_session(inventory: Optional[Path], accept_new_host_keys: bool = False):  # noqa: ANN201
-    """Loads and validates the inventory, then a Session over it."""
+def open_session(inventory: Optional[Path], accept_new_host_keys: bool = False,
+                 stages: Optional[int] = None):  # noqa: ANN201
+    """Loads and validates the inventory (with ``--stages`` applied), then a Session over it."""
     from pmctl.inventory import load_inventory
     from pmctl.session import Session
 
-    return Session(load_inventory(inventory), accept_new_host_keys)
+    inv = load_inventory(inventory)
+    return Session(inv.with_stages(stages) if stages is not None else inv, accept_new_host_keys)
 
 
 @app.command()
@@ -43,7 +56,7 @@ def setup(
     backend and redis-server, and record a fact sheet per host."""
     from pmctl.deploy import plan_lines, setup_hosts
 
-    console = Console()
+    console = make_console()
     with open_session(inventory, accept_new_host_keys) as session:
         if dry_run:
             for line in plan_lines(session.inventory, force, install_redis):
@@ -69,6 +82,12 @@ def setup(
 def status(
     inventory: InventoryOpt = None,
     results: Annotated[Path, typer.Option("--results", help="Results folder.")] = Path("results"),
+    preset: PresetOpt = None,
+    stages: StagesOpt = None,
+    microbatches: MicrobatchesOpt = None,
+    iters: ItersOpt = None,
+    fault_at: FaultAtOpt = None,
+    delegates: DelegatesOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with a 'hosts' list).")] = False,
     watch: Annotated[
         bool, typer.Option("--watch", help="Refresh until Ctrl-C; with `--json` one JSON object per line.")
@@ -78,14 +97,20 @@ def status(
     ] = 2.0,
     accept_new_host_keys: AcceptKeysOpt = False,
 ) -> None:
-    """Hosts, the running cell (live iteration per stage) and results per figure."""
+    """Hosts, the running cell (live iteration per stage) and results per figure (of the
+    spec the flags and the inventory give, as `pmctl run` would run it)."""
+    from pmctl.commands.spec_flags import results_folder, spec_options
+    from pmctl.matrix import base_for
     from pmctl.status import collect
 
-    console = Console()
-    with open_session(inventory, accept_new_host_keys) as session:
+    console = make_console()
+    opts = spec_options(preset, stages, microbatches, iters, fault_at, delegates)
+    results = results_folder(results)
+    with open_session(inventory, accept_new_host_keys, stages) as session:
+        base = base_for(session.inventory, opts)
         try:
             while True:
-                data = collect(session, results)
+                data = collect(session, results, base)
                 if as_json:
                     # Watching: one object per line, so a reader can parse each refresh.
                     typer.echo(json.dumps(data, indent=None if watch else 2, default=str))

@@ -7,11 +7,29 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
 from pmctl.app import app
+from pmctl.commands.cluster import InventoryOpt
+from pmctl.commands.spec_flags import (
+    DelaysOpt,
+    DelegatesOpt,
+    FaultAtOpt,
+    ItersOpt,
+    LinksOpt,
+    MethodsOpt,
+    MicrobatchesOpt,
+    PresetOpt,
+    QuickOpt,
+    ResultsOpt,
+    StagesOpt,
+    results_folder,
+    selection,
+    spec_options,
+)
+from pmctl.console import make_console
 from pmctl.errors import UserError
 
 DEFAULT_RESULTS = Path("results")
@@ -21,20 +39,11 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2))
 
 
-def _console() -> Any:
-    """A rich console; piped output gets a wide page instead of rich's 80 columns."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
-
-
 def _print_report(report: Any) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
-    console = _console()
+    console = make_console()
     table = Table(title=report.figure, title_justify="left", box=box.SIMPLE_HEAD)
     # Columns with no value in any row (e.g. the artifact's, without --reference) are left out.
     keep = [i for i in range(len(report.columns)) if any(str(row[i]) != "n/a" for row in report.rows)]
@@ -54,19 +63,31 @@ def _print_report(report: Any) -> None:
 
 @app.command()
 def plot(
-    figures: Annotated[
-        list[str], typer.Argument(help="Figures to draw, e.g. fig15, or 'all' (see `pmctl list`).")
+    targets: Annotated[
+        list[str], typer.Argument(help="Figures to draw (see `pmctl list`), 'all', or experiment files PATH.toml.")
     ],
-    results: Annotated[Path, typer.Option("--results", help="Results store folder.")] = DEFAULT_RESULTS,
+    inventory: InventoryOpt = None,
+    results: ResultsOpt = DEFAULT_RESULTS,
+    methods: MethodsOpt = [],
+    links: LinksOpt = [],
+    delays: DelaysOpt = [],
+    preset: PresetOpt = None,
+    stages: StagesOpt = None,
+    microbatches: MicrobatchesOpt = None,
+    iters: ItersOpt = None,
+    fault_at: FaultAtOpt = None,
+    delegates: DelegatesOpt = None,
+    quick: QuickOpt = False,
     reference: Annotated[
-        Path | None,
+        Optional[Path],
         typer.Option("--reference", help="Artifact results tree to overlay (ratios to its ZB no-fault)."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print {figure, cells:[...]} (a list of them for several figures).")
     ] = False,
 ) -> None:
-    """Draw figures from the results store: PNG/PDF + `<fig>.json`, and a table of the numbers.
+    """Draw figures (or experiment files) from the results store: PNG/PDF + `<fig>.json`, and
+    a table of the numbers. The spec flags pick the same cells `pmctl run` ran with them.
 
     Measured figures draw missing or failed cells as n/a and list them; simulated figures
     need `pmctl run FIG` first. With 'all', figures without data are skipped (and said so).
@@ -74,12 +95,24 @@ def plot(
     from figures.reference import ArtifactTreeError
     from figures.registry import UnknownFigureError, figure_names, plot_figure
     from figures.simulated import MissingDataError
+    from pmctl.experiment_file import is_experiment_file, load_experiment, plot_experiment
+    from pmctl.inventory import load_inventory
+    from pmctl.matrix import base_for, cluster_inventory
 
-    everything = [f.lower() for f in figures] == ["all"]
+    opts = spec_options(preset, stages, microbatches, iters, fault_at, delegates)
+    sel = selection(methods, links, delays)
+    results = results_folder(results)
+    inv = cluster_inventory(load_inventory(inventory), opts)
+    everything = [t.lower() for t in targets] == ["all"]
     reports = []
-    for name in figure_names() if everything else figures:
+    base = None
+    for name in figure_names() if everything else targets:
         try:
-            reports.append(plot_figure(name, results, reference))
+            if is_experiment_file(name):
+                reports.append(plot_experiment(load_experiment(Path(name), inv, opts, sel), results))
+                continue
+            base = base or base_for(inv, opts)
+            reports.append(plot_figure(name, results, base, quick, sel.axes(base.stages), reference))
         except MissingDataError as exc:
             if not everything:
                 raise UserError(str(exc)) from exc
@@ -120,7 +153,7 @@ def reference_cmd(
         delay = "inf" if math.isinf(c.delay_s) else f"{c.delay_s * 1000:g}"
         table.add_row(c.figure, c.method, c.links, delay, f"{c.iteration_time_s:.3f}",
                       f"{c.std_s:.3f}", str(c.iterations), c.source)
-    _console().print(table)
+    make_console().print(table)
 
 
 @app.command()

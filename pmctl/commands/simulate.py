@@ -20,6 +20,7 @@ from engine.planner.costs import parse_costs
 from engine.planner.links import parse_link_delays
 from engine.planner.scenario import SCHEDULES, Outcome, Scenario, run_scenario
 from pmctl.app import app
+from pmctl.console import make_console
 from pmctl.errors import UserError
 
 
@@ -96,7 +97,7 @@ def _plot(outcome: Outcome, path: Path, title: str) -> None:
 def _print_human(outcome: Outcome, sc: Scenario, plot: Path | None) -> None:
     from engine.planner.timeline_text import STYLES, timeline_rows
 
-    console = Console()
+    console = make_console()
     err = Console(stderr=True)
     r = outcome.result
     S = sc.num_stages

@@ -51,7 +51,7 @@ def _check_causal(records) -> None:
 def test_twenty_iterations_train_adapt_and_log(torchrun, tmp_path):
     out = tmp_path / "log"
     res = torchrun(["--preset", "tiny", "--method", "pipemorph", "--iterations", "20",
-                    "--microbatches", str(N), "--lr", "0.01", "--inject-delay", "2_3=0.01@8",
+                    "--microbatches", str(N), "--lr", "0.01", "--links", "2_3", "--delay", "0.01", "--fault-at", "8",
                     "--out", str(out)], timeout=180)
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [l.split() for l in res.stdout.splitlines()]

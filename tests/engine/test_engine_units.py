@@ -44,7 +44,7 @@ def test_bw_split_in_one_process_matches_autograd():
         runners[1].forward(mb, runners[0].forward(mb, x, None), y)
     for mb in reversed(range(n)):
         g = runners[1].backward_input(mb, None)
-        assert all(q.grad is None for q in mods[1].layers["7"].lm.parameters())
+        assert all(q.grad is None for q in mods[1].layers[str(p.num_layers - 1)].lm.parameters())
         runners[0].backward_input(mb, g)
     for mb in range(n):
         runners[1].backward_weight(mb)
@@ -101,8 +101,9 @@ def test_splits():
     assert default_split(8, 4) == (2, 2, 2, 2)
     assert default_split(10, 4) == (2, 3, 3, 2)
     assert resolve_split(get_preset("ae-7b"), 4, None) == (3, 4, 4, 3)
-    assert resolve_split(get_preset("tiny"), 2, "3,5") == (3, 5)
-    with pytest.raises(EngineConfigError, match="summing to 8"):
+    assert resolve_split(get_preset("tiny"), 2, "7,9") == (7, 9)
+    assert resolve_split(get_preset("tiny"), 16, None) == (1,) * 16  # the tiny family reaches 16 stages
+    with pytest.raises(EngineConfigError, match="summing to 16"):
         resolve_split(get_preset("tiny"), 2, "3,4")
 
 
@@ -120,13 +121,14 @@ def test_message_roundtrip_is_bit_exact():
     [
         (["--preset", "huge"], "unknown preset"),
         (["--method", "fast"], "unknown method"),
-        (["--microbatches", "0"], "--microbatches"),
-        (["--iterations", "x"], "invalid int"),
+        (["--microbatches", "0"], "microbatches = 0"),
+        (["--iterations", "x"], "not an integer"),
         (["--preset", "ae-7b", "--device", "cpu"], "CUDA only"),
         (["--split", "1,2"], "--split"),
-        (["--pace", "1,2"], "--pace"),
+        (["--pace", "1,2"], "pace '1,2'"),
         (["--bogus"], "unrecognized"),
-        (["--trace", "/nonexistent/trace"], "no such file"),
+        (["--trace", "/nonexistent/trace"], "cannot read it"),
+        (["--stages", "8"], "WORLD_SIZE is 4"),
     ],
 )
 def test_bad_options_are_one_line_errors(args, needle, monkeypatch):
@@ -167,18 +169,17 @@ def test_healthy_plan_source_per_method():
     assert zb.warmup() == [7, 5, 3, 1]  # PAPER.md section 2
 
 
-def test_inject_delay_takes_the_fault_path(monkeypatch):
+def test_spec_fault_flags_take_the_fault_path(monkeypatch):
     from engine.fault_plan import make_plan_source
-    from engine.healthy_plan import inject_delay_trace
     from engine.methods import resolve_method
     from engine.plan_source import PlanContext
     from engine.planner.costs import StageCosts
     from injector.trace import parse_trace
 
-    trace = inject_delay_trace("2_3=0.06@3", 4)
-    assert trace == parse_trace("3;2_3;0.06", 4) == inject_delay_trace("2=0.06@3", 4)
     monkeypatch.setenv("WORLD_SIZE", "4")
-    assert parse_config(["--preset", "tiny", "--inject-delay", "2_3=0.06@3"]).trace == trace
+    cfg = parse_config(["--preset", "tiny", "--links", "2_3", "--delay", "0.06", "--fault-at", "3"])
+    trace = parse_trace("3;2_3;0.06", 4)
+    assert cfg.trace == trace and cfg.fault_at == 3
     costs = StageCosts.uniform(4, 30.0, 36.0, 18.0)
 
     def source(method: str):
@@ -192,11 +193,12 @@ def test_inject_delay_takes_the_fault_path(monkeypatch):
     assert after.schedule.warmup()[:3] == [9, 7, 5] and after.planned_costs == costs
     zb = source("zb").plan(4, costs)
     assert not zb.offload and zb.schedule == before.schedule
-    for bad in ("2_4=1@1", "3=0.1@0", "x"):
-        with pytest.raises(EngineConfigError):
-            inject_delay_trace(bad, 4)
-    with pytest.raises(EngineConfigError, match="give one"):
-        parse_config(["--preset", "tiny", "--inject-delay", "2=1@1", "--trace", __file__])
+    for bad, words in ((["--links", "2_4"], "adjacent"), (["--links", "3_4"], "does not exist"),
+                       (["--delay", "x"], "not a number"),
+                       (["--links", "2_3", "--delay", "1", "--fault-at", "20"], "outside"),
+                       (["--links", "2_3", "--trace", __file__], "either a trace")):
+        with pytest.raises(EngineConfigError, match=words):
+            parse_config(["--preset", "tiny", "--iterations", "10", *bad])
 
 
 def test_bad_trace_is_rejected_before_launch(tmp_path, monkeypatch):

@@ -22,7 +22,8 @@ SCRIPT = """
 import glob, json, os, sys, time
 out, plan = sys.argv[1], json.loads(sys.argv[2])
 rank = os.environ["RANK"]
-keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+        "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 with open(f"{out}/.rank{rank}", "w") as f:
     json.dump({"env": {k: os.environ[k] for k in keys}, "pid": os.getpid(), "argv": sys.argv[1:]}, f)
 os.rename(f"{out}/.rank{rank}", f"{out}/rank{rank}.json")
@@ -89,7 +90,8 @@ def test_stages_get_torchruns_environment(tmp_path: Path) -> None:
     for local, rank in enumerate((2, 3)):
         assert ranks[rank]["env"] == {
             "RANK": str(rank), "LOCAL_RANK": str(local), "WORLD_SIZE": "6", "LOCAL_WORLD_SIZE": "2",
-            "GROUP_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29999",
+            "GROUP_RANK": "1", "GROUP_WORLD_SIZE": "3", "ROLE_RANK": str(rank), "ROLE_WORLD_SIZE": "6",
+            "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29999",
         }
         assert ranks[rank]["argv"] == [str(tmp_path), "{}"]
     assert sorted(out.splitlines()) == ["rank 2 ok", "rank 3 ok"]
@@ -112,13 +114,14 @@ def test_an_uncaught_error_is_reported_as_exit_1(tmp_path: Path) -> None:
 
 
 def test_a_killed_stage_is_named_and_fails_the_launch(tmp_path: Path) -> None:
-    p = _launch(tmp_path, {"0": "sleep", "1": "sleep"}, "--nproc-per-node", "2")
+    # Node 1 of 2: its local ranks 0 and 1 are the global ranks (stages) 2 and 3.
+    p = _launch(tmp_path, {"2": "sleep", "3": "sleep"}, "--nnodes", "2", "--node-rank", "1", "--nproc-per-node", "2")
     ranks = _wait_ranks(tmp_path, 2)
-    os.kill(ranks[1]["pid"], signal.SIGKILL)
+    os.kill(ranks[3]["pid"], signal.SIGKILL)
     rc, _out, err = _finish(p)
     assert rc == 128 + signal.SIGKILL
-    assert err.strip().splitlines()[-1] == "forkrun: local rank 1 was killed by SIGKILL"
-    assert not _alive(ranks[0]["pid"])
+    assert err.strip().splitlines()[-1] == "forkrun: local rank 1 (rank 3) was killed by SIGKILL"
+    assert not _alive(ranks[2]["pid"])
 
 
 def test_term_to_the_launcher_stops_every_stage(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ redis-server (trace publication, heartbeats, error reporting, detected re-planni
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -10,12 +11,12 @@ import pytest
 from engine.config import parse_config
 from engine.detect import LinkDetector, combine, detected_delays_s, local_samples
 from engine.errors import EngineConfigError
-from engine.fault_plan import ADAPT_GENERATOR, make_plan_source
+from engine.fault_plan import ADAPT_GENERATOR, FaultPlanSource, make_plan_source
 from engine.methods import resolve_method
 from engine.plan_source import LinkObservation, PlanContext
 from engine.planner.costs import StageCosts
 from injector.control import ControlClient
-from injector.trace import Fault, load_trace
+from injector.trace import Fault, load_trace, parse_trace
 
 S, N = 4, 12
 PROFILED = StageCosts.uniform(S, 30.0, 40.0, 20.0)
@@ -59,7 +60,7 @@ def test_a_few_late_messages_are_not_a_slow_link():
     verdict((0.0, 0.0, 0.0), det, 0)
     obs = [o for o in observations(1, (0.0, 0.0, 0.0))]
     # two messages on link 1 arrive 50 ms late: below MIN_MESSAGES, so not significant
-    obs = [o for o in obs if not (o.link == 1)] + [
+    obs = [o for o in obs if o.link != 1] + [
         LinkObservation(1, 1, "F", mb, 0.0, 50.0 + mb) for mb in range(2)
     ] + [LinkObservation(1, 1, "B", mb, 0.0, 0.3) for mb in range(5)]
     v = det.update(1, combine(local_samples(obs), S - 1), 30.0)
@@ -113,7 +114,7 @@ def test_external_fault_overrides_and_detection_replans(redis_server, clean_env)
     plans = []
     for it in range(6):
         if it == 3:  # an operator injects a fault mid-run through the control plane
-            pmctl.publish_fault(Fault(((2, 3),), 0.08, False, since_iteration=3, epoch=1))
+            pmctl.publish_fault(Fault.uniform(((2, 3),), 0.08, since_iteration=3, epoch=1))
         plans.append(src.plan(it, PROFILED))
         src.observe(observations(it, delays[it]))
     assert plans[3].offload and plans[3].fault["injected"]["links"] == "2_3"
@@ -141,8 +142,64 @@ def test_bad_trace_or_password_is_a_one_line_config_error(redis_server, clean_en
 def test_matches_is_the_detection_requirement():
     from engine.fault_plan import matches
 
-    slow = Fault(((2, 3),), 0.05, False, since_iteration=3, epoch=1)
+    slow = Fault.uniform(((2, 3),), 0.05, since_iteration=3, epoch=1)
     assert matches(slow, (0.0, 0.0, 0.058), S) and not matches(slow, (0.0, 0.0, 0.061), S)
     assert not matches(slow, (0.01, 0.0, 0.05), S)  # a false positive elsewhere
     assert matches(Fault(since_iteration=6), (0.0, 0.0, 0.0), S)
-    assert not matches(Fault(((2, 3),), float("inf"), True, 8, 2), (0.0, 0.0, 0.2), S)
+    assert not matches(Fault.uniform(((2, 3),), float("inf"), 8, 2), (0.0, 0.0, 0.2), S)
+    assert not matches(Fault(nic_crash=True, since_iteration=8), (0.2, 0.2, 0.2), S)
+    per_link = Fault(((0, 1), (2, 3)), (0.03, 0.05), since_iteration=3)
+    assert matches(per_link, (0.031, 0.0, 0.049), S)
+    assert not matches(per_link, (0.05, 0.0, 0.05), S)  # each link against its own delay
+
+
+class FakeClock:
+    """Stands in for rank 0's monotonic clock (seconds, advanced by the test)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_trace_counts_seconds_from_the_fault_at_iteration(redis_server, clean_env):
+    """Rank 0 starts the time trace's clock at plan(fault_at) and looks the snapshot up by the
+    seconds since then; the snapshot's since_iteration is the iteration it first held, and it
+    is published once per change."""
+    clean_env.setenv("PMCTL_CONTROL_PASSWORD", redis_server.password)
+    clock = FakeClock()
+    trace = parse_trace("0.0;2_3;0.04\n1.0;0_1,2_3;0.03,0.01\n2.5;;inf\n", S)
+    src = FaultPlanSource(ctx("pipemorph", trace=trace, fault_at=3), trace,
+                          ControlClient(redis_server.url, "time1"), clock=clock)
+    watcher = ControlClient(redis_server.url, "time1")
+    step_s = {3: 0.5, 4: 0.25, 5: 0.25, 6: 0.5, 7: 1.0}  # wall time of each iteration (exact)
+    plans = []
+    for it in range(9):
+        plans.append(src.plan(it, PROFILED))
+        clock.now += 5.0 if it < 3 else step_s.get(it, 0.5)  # before fault_at: time ignored
+    # 0..2 healthy (the slow pre-fault iterations do not count); 3 at 0.0 s; 4 at 0.5; 5 at
+    # 0.75; 6 at 1.0 s (the second line, exactly); 7 at 1.5; 8 at 2.5 s (the NIC crash)
+    assert all(p.link_delays_s == (0.0, 0.0, 0.0) and "trace_s" not in p.fault for p in plans[:3])
+    assert [p.fault["trace_s"] for p in plans[3:]] == [0.0, 0.5, 0.75, 1.0, 1.5, 2.5]
+    assert [p.link_delays_s for p in plans[3:8]] == [(0.0, 0.0, 0.04)] * 3 + [(0.03, 0.0, 0.01)] * 2
+    assert plans[8].link_delays_s == (math.inf,) * 3 and plans[8].fault["injected"]["nic_crash"]
+    sinces = [p.fault["injected"]["since_iteration"] for p in plans[3:]]
+    assert sinces == [3, 3, 3, 6, 6, 8]
+    # PipeMorph plans each snapshot from the iteration after it took effect
+    assert plans[4].fault["planned_for_ms"] == [0.0, 0.0, 40.0]
+    assert plans[7].fault["planned_for_ms"] == [30.0, 0.0, 10.0]
+    published = watcher.read_fault()
+    assert published.nic_crash and published.since_iteration == 8 and published.at_s == 2.5
+    src.finish(None)
+
+
+def test_time_trace_before_its_first_line_is_healthy_from_fault_at():
+    clock = FakeClock()
+    trace = parse_trace("1.5;1_2;0.02\n", S)
+    src = FaultPlanSource(ctx("zb", trace=trace, fault_at=0), trace, None, clock=clock)
+    got = []
+    for it in range(4):
+        got.append(src.plan(it, None).link_delays_s)
+        clock.now += 0.6
+    assert got == [(0.0, 0.0, 0.0)] * 3 + [(0.0, 0.02, 0.0)]  # 0.0, 0.6, 1.2, then 1.8 s

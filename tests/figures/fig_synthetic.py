@@ -76,9 +76,10 @@ def cell_times_ms(method: str, delay_s: float) -> list[float]:
 
 def write_fig15_quick(root: Path, with_timeline: bool = True) -> Path:
     """fig15's quick cells, all done except PipeMorph at 120 ms (failed)."""
+    from figures.cells import base_spec
     from figures.registry import get_figure
 
-    for cell in get_figure("fig15").cells(quick=True):
+    for cell in get_figure("fig15").cells(base_spec(), quick=True):
         if cell.method == "pipemorph" and cell.delay_s == 0.12:
             write_cell(root, cell, None, status="failed")
         else:

@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 from fig_synthetic import write_fig15_quick, write_oplogs
 
+from engine.cellspec import CellSpec
+
 REPO = Path(__file__).resolve().parents[2]
-JSON_KEYS = {"method", "links", "delay_s", "iteration_time_s", "std_s", "status"}
+# the spec's fields (its folder as figure_dir), the numbers and the status
+JSON_KEYS = {"figure_dir", *(k for k in CellSpec().to_json() if k != "figure"),
+             "iteration_time_s", "std_s", "status"}
 
 pytestmark = pytest.mark.slow  # each call starts a pmctl process
 
@@ -29,7 +33,7 @@ def test_plot_json_and_table(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert [d["figure"] for d in data] == ["fig15", "fig20"]  # several figures: a list
-    assert all(set(c) == JSON_KEYS for d in data for c in d["cells"])
+    assert all(JSON_KEYS <= set(c) <= JSON_KEYS | {"reason"} for d in data for c in d["cells"])
     fig20 = {c["method"]: c for c in data[1]["cells"]}
     assert fig20["all-cpu"]["status"] == "missing" and fig20["all-cpu"]["iteration_time_s"] is None
     table = pmctl("plot", "15", cwd=tmp_path)

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from fig_synthetic import FORWARD_MS, write_cell, write_oplogs
 
-from figures.cells import CELL_JSON, Cell, cell_folder
+from figures.cells import CELL_JSON, Cell, base_spec, cell_folder
 from figures.measured import (
     bubble_rates,
     choose_cells,
     forward_ms,
-    make_cell,
     read_cell,
 )
 from engine.oplog import iteration_times_ms, read_records
@@ -73,25 +72,21 @@ def test_missing_and_empty_cells(tmp_path: Path) -> None:
 
 
 def test_choose_cells_prefers_what_was_run(tmp_path: Path) -> None:
-    full = [make_cell("fig15", "zb", ((2, 3),), d, quick=False) for d in (0.02, 0.06)]
-    quick = [make_cell("fig15", "zb", ((2, 3),), 0.06, quick=True)]
+    base = base_spec()
+    full = [base.with_fault("fig15", "zb", ((2, 3),), d) for d in (0.02, 0.06)]
+    quick = [full[1]]  # the quick set is a subset of the full one
     assert choose_cells(full, quick, tmp_path) == full  # nothing run: the full set is missing
-    write_cell(tmp_path, quick[0], [1000.0] * 10)
+    write_cell(tmp_path, quick[0], [1000.0] * 8)
     assert choose_cells(full, quick, tmp_path) == quick  # a quick run: 20 ms is not "missing"
-    write_cell(tmp_path, full[0], [1000.0] * 10)
+    write_cell(tmp_path, full[0], [1000.0] * 8)
     assert choose_cells(full, quick, tmp_path) == full
 
 
-def test_choose_cells_reads_the_stored_spec_not_the_folder(tmp_path: Path) -> None:
-    # Full and quick 60 ms cells share one folder: which set a result belongs to is in its spec.
-    full = [make_cell("fig15", "zb", ((2, 3),), d, quick=False) for d in (0.02, 0.06)]
-    quick = [make_cell("fig15", "zb", ((2, 3),), 0.06, quick=True)]
-    write_cell(tmp_path, full[1], [1000.0] * 15)
-    assert choose_cells(full, quick, tmp_path) == full
-    write_cell(tmp_path, quick[0], [1000.0] * 10)  # a later quick run replaces the folder
-    assert choose_cells(full, quick, tmp_path) == quick
-    write_cell(tmp_path, replace(quick[0], preset="other"), [1000.0] * 10)  # neither set's spec
-    assert choose_cells(full, quick, tmp_path) == full
+def test_a_result_of_another_spec_is_stale(tmp_path: Path) -> None:
+    cell = base_spec().with_fault("fig15", "zb", ((2, 3),), 0.06)
+    write_cell(tmp_path, replace(cell, stages=8), [1000.0] * 8)  # the same folder, another spec
+    r = read_cell(tmp_path, cell)
+    assert r.status == "stale" and "8 stages" in r.reason
 
 
 def test_failed_cell_reason_comes_from_cell_json(tmp_path: Path) -> None:

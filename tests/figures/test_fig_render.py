@@ -9,7 +9,7 @@ import pytest
 from fig_synthetic import cell_times_ms, write_cell, write_fig15_quick
 
 from figures.base import FigureReport
-from figures.cells import Cell
+from figures.cells import Cell, base_spec
 from figures.registry import get_figure, plot_figure
 
 
@@ -32,10 +32,10 @@ def test_fig15_files_and_numbers(fig15_plotted: tuple[Path, FigureReport]) -> No
     assert pm60["speedup_vs_zb"] == pytest.approx(2.19 / 1.53, rel=1e-4)
     assert cells[("zb", "none", 0.0)]["ratio_to_zb_nofault"] == pytest.approx(1.0)
     assert numbers["cells"][0]["figure_dir"] == "fig20"  # the 0 ms point is fig20's cell
-    assert report.cells == [
-        {k: c[k] for k in ("method", "links", "delay_s", "iteration_time_s", "std_s", "status")}
-        for c in numbers["cells"]
-    ]
+    assert report.cells == [{k: c[k] for k in report.cells[0]} for c in numbers["cells"]]
+    # plot --json cells carry the spec they were run with
+    assert {"stages", "preset", "microbatches", "device", "trace"} <= set(report.cells[0])
+    assert report.cells[0]["stages"] == 4 and report.cells[0]["preset"] == "cpu-small"
     assert any("tF = 30.0 ms" in n for n in report.notes)
     assert (out / "fig15.png") in report.files
 
@@ -68,7 +68,7 @@ def test_unrun_figure_lists_every_cell(tmp_path: Path) -> None:
 def test_bar_figures_and_fig14_render(tmp_path: Path) -> None:
     write_fig15_quick(tmp_path)
     for name in ("fig14", "fig20"):
-        for cell in get_figure(name).cells(quick=True):
+        for cell in get_figure(name).cells(base_spec(), quick=True):
             write_cell(tmp_path, cell, cell_times_ms(cell.method, cell.delay_s), with_timeline=True)
     for name in ("fig14", "fig20", "fig18"):
         report = plot_figure(name, tmp_path)

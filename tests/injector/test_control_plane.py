@@ -102,26 +102,38 @@ def test_fault_round_trip_and_namespacing(redis_server, clean_env):
     a = ControlClient(redis_server.url, "run-a", password=redis_server.password)
     b = ControlClient(redis_server.url, "run-b", password=redis_server.password)
     assert a.read_fault() is None
-    fault = Fault(((2, 3),), 0.06, False, since_iteration=7, epoch=1)
+    fault = Fault.uniform(((2, 3),), 0.06, since_iteration=7, epoch=1)
     a.publish_fault(fault, published_by=0)
     assert a.read_fault() == fault
     assert b.read_fault() is None  # another run's namespace is untouched
-    crash = Fault(((0, 1), (2, 3)), math.inf, True, since_iteration=9, epoch=2)
+    crash = Fault.uniform(((0, 1), (2, 3)), math.inf, since_iteration=9, epoch=2)
     b.publish_fault(crash)
     assert b.read_fault() == crash and a.read_fault() == fault
+    # per-link delays (one down) and then a NIC crash replace it whole
+    mixed = Fault(((0, 1), (1, 2)), (0.03, math.inf), since_iteration=10, epoch=3, at_s=4.5)
+    b.publish_fault(mixed)
+    assert b.read_fault() == mixed and b.read_fault().link_delays_s(4) == (0.03, math.inf, 0.0)
+    nic = Fault(nic_crash=True, since_iteration=11, epoch=4)
+    b.publish_fault(nic)
+    assert b.read_fault() == nic and b.read_fault().link_delays_s(4) == (math.inf,) * 3
+    b.publish_fault(crash)
     assert a.key("fault") == "pmctl:run-a:fault"
     assert a.clear() >= 1 and a.read_fault() is None and b.read_fault() == crash
 
 
 def test_fault_update_is_atomic_under_a_concurrent_writer(redis_server, clean_env):
-    """Every read sees one whole update: epoch, iteration, links and delay always agree."""
+    """Every read sees one whole update: epoch, iteration, links, per-link delays and the
+    NIC-crash flag always agree."""
     pw = redis_server.password
     writer = ControlClient(redis_server.url, "atomic", password=pw)
     reader = ControlClient(redis_server.url, "atomic", password=pw)
 
     def fault_for(epoch: int) -> Fault:
-        link = epoch % 3
-        return Fault(((link, link + 1),), epoch / 1000, False, epoch * 2, epoch)
+        if epoch % 4 == 3:
+            return Fault(nic_crash=True, since_iteration=epoch * 2, epoch=epoch, at_s=epoch / 8)
+        a, b = epoch % 3, (epoch + 1) % 3
+        second = math.inf if epoch % 2 else epoch / 500
+        return Fault(((a, a + 1), (b, b + 1)), (epoch / 1000, second), False, epoch * 2, epoch)
 
     writer.publish_fault(fault_for(0))
     stop = threading.Event()
@@ -169,7 +181,7 @@ def test_heartbeats_errors_detected_and_status(redis_server, clean_env):
     ]
     assert other.errors() == []
 
-    detected = Fault(((2, 3),), 0.058, False, since_iteration=8, epoch=1)
+    detected = Fault(((0, 1), (2, 3)), (0.021, 0.058), since_iteration=8, epoch=1)
     c.publish_detected(detected, iteration=8, link_excess_ms=[0.1, 0.0, 58.0], lag=1)
     got = c.read_detected()
     assert got["fault"] == detected and got["link_excess_ms"] == [0.1, 0.0, 58.0]

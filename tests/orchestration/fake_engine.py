@@ -2,6 +2,10 @@
 writes ``<out>/stage<rank>.jsonl`` op records and heartbeats to the control plane. Runs in
 well under a second per iteration so orchestration tests stay fast.
 
+Checks the spec's shape against torchrun's environment (``--stages`` = WORLD_SIZE,
+``--stages-per-host`` = LOCAL_WORLD_SIZE but on one machine, where every stage is local) and
+ignores the other spec flags.
+
 ``--fake-config FILE`` (JSON, placed before the engine flags by the test's engine entry):
 ``iter_s`` seconds per iteration; ``fail_stage``: that stage exits 3 at iteration 1; ``gloo``:
 rendezvous with gloo across the hosts first, as the engine does (costs a torch import).
@@ -19,12 +23,18 @@ from pathlib import Path
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    for flag in ("--preset", "--method", "--device", "--out", "--trace", "--control", "--run-id", "--fake-config"):
+    for flag in ("--out", "--trace", "--control", "--run-id", "--fake-config"):
         ap.add_argument(flag)
-    for flag in ("--microbatches", "--iterations", "--seed", "--delegates"):
+    for flag in ("--iterations", "--stages", "--stages-per-host"):
         ap.add_argument(flag, type=int)
-    args = ap.parse_args()
+    args, _spec = ap.parse_known_args()
     rank = int(os.environ["RANK"])
+    one_machine = os.environ["LOCAL_WORLD_SIZE"] == os.environ["WORLD_SIZE"]  # the local cluster
+    for flag, value, var in (("--stages", args.stages, "WORLD_SIZE"),
+                             ("--stages-per-host", None if one_machine else args.stages_per_host, "LOCAL_WORLD_SIZE")):
+        if value is not None and value != int(os.environ[var]):
+            sys.stderr.write(f"fake engine: {flag} {value} but {var}={os.environ[var]}\n")
+            return 2
     from engine.oplog import OpLogWriter
     from injector.control import ControlClient
 

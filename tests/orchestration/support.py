@@ -129,10 +129,12 @@ class NetnsCluster:
     def write_inventory(
         self, path: Path, hosts: list[int] | None = None, known_hosts: Path | None = None,
         launcher: str = "torchrun", wheel: bool = False, base_python: str = sys.executable,
+        gpus: int = 0,
     ) -> Path:
         """An inventory for these hosts: by default the no-deploy fast path (this venv's
         python); ``wheel``: real wheel deploys into a venv per host over ``base_python``
-        (this venv's python: its torch and dependencies are reused, no package index needed)."""
+        (this venv's python: its torch and dependencies are reused, no package index needed);
+        ``gpus``: that many stages per host (on this CPU cluster)."""
         idx = hosts if hosts is not None else list(range(len(self.hosts)))
         python = f'base_python = "{base_python}"' if wheel else f'python = "{sys.executable}"'
         lines = [
@@ -144,7 +146,8 @@ class NetnsCluster:
         ]
         for i in idx:
             h = self.hosts[i]
-            lines += ["[[hosts]]", f'name = "{h.name}"', f'address = "{h.address}"', f'work_dir = "{self.dir}/work/{h.name}"', ""]
+            lines += ["[[hosts]]", f'name = "{h.name}"', f'address = "{h.address}"', f'work_dir = "{self.dir}/work/{h.name}"']
+            lines += [f"gpus = {gpus}", ""] if gpus else [""]
         path.write_text("\n".join(lines))
         return path
 

@@ -36,7 +36,7 @@ def _hosts(n: int, extra: str = "") -> str:
         (SSH_HEAD + 'redis_port = -1\n' + _hosts(2), "cluster.redis_port", "bad port"),
         (SSH_HEAD + _hosts(2, 'identity_file = "/nonexistent/key"'), "hosts[0].identity_file", "does not exist"),
         (SSH_HEAD + 'identity_file = "/nonexistent/key"\n' + _hosts(2), "hosts[0].identity_file", "does not exist"),
-        (SSH_HEAD + "stages = 4\n" + _hosts(3), "hosts", "3 hosts but cluster.stages = 4"),
+        (SSH_HEAD + "stages = 4\n" + _hosts(3), "hosts", "3 hosts run 3 stages but cluster.stages = 4"),
         (SSH_HEAD + _hosts(1), "hosts", "at least 2"),
         (SSH_HEAD, "hosts", "no [[hosts]]"),
         ('[cluster]\nstages = 1\n', "cluster.stages", ">= 2"),

@@ -231,3 +231,54 @@ def test_new_key_type_for_a_known_host_is_refused_even_with_the_opt_in(netns_clu
     assert not hosts["h0"]["reachable"] and "refused" in hosts["h0"]["error"], hosts["h0"]
     assert hosts["h1"]["reachable"]  # a really new host is still accepted with the opt-in
     assert known.read_text().startswith(before) and known.read_text().count(h0.address) == 1
+
+
+PROBE = Path(__file__).resolve().parent / "stage_probe.py"
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "fork", "direct"])
+def test_two_stages_per_host_run_in_host_order_then_local_rank(
+    netns_cluster: NetnsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launcher: str
+) -> None:
+    # gpus = 2 on a CPU cluster: two hosts, two stages each (stage = node rank x 2 + local
+    # rank), the real engine (tiny preset, 60 ms on link 1-2, the link between the hosts).
+    # torchrun and fork: one agent per host; direct: one process per stage.
+    from engine.cellspec import CellSpec
+    from pmctl.inventory import load_inventory
+    from pmctl.launcher import LaunchOptions, run_cell
+    from pmctl.launchers import cell_fields
+    from pmctl.session import Session
+
+    monkeypatch.setenv("PMCTL_STATE_DIR", str(tmp_path / ".pmctl"))
+    inv = load_inventory(netns_cluster.write_inventory(tmp_path / "inv.toml", hosts=[0, 1], launcher=launcher, gpus=2))
+    assert [list(h.stage_range) for h in inv.hosts] == [[0, 1], [2, 3]]
+    cell = CellSpec(figure="gpus2", method="zb", links=((1, 2),), delay_s=0.06, preset="tiny",
+                    microbatches=8, iterations=3, fault_at=1, **cell_fields(inv))
+    assert (cell.stages, cell.stages_per_host) == (4, 2)
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    opts = LaunchOptions(tmp_path / "results", timeout_s=240, engine_entry=(str(PROBE), str(probe)))
+    with Session(inv) as session:
+        outcome = run_cell(session, cell, opts)
+    assert outcome.status == "done", outcome.reason
+    record = json.loads((outcome.folder / "cell.json").read_text())
+    assert record["launcher"] == launcher and record["spec"]["stages_per_host"] == 2
+    labels = [f"h{s // 2}.stage{s}" for s in range(4)] if launcher == "direct" else ["h0", "h1"]
+    assert record["exit_codes"] == dict.fromkeys(labels, 0)
+    assert {name: h["stages"] for name, h in record["hosts"].items()} == {"h0": [0, 1], "h1": [2, 3]}
+    assert sorted(p.name for p in outcome.folder.glob("stage*.jsonl")) == [f"stage{s}.jsonl" for s in range(4)]
+    netns = [os.readlink(f"/proc/{netns_cluster.pids(i)[0]}/ns/net") for i in (0, 1)]  # sshd's
+    for s in range(4):
+        ops = [r for r in map(json.loads, (outcome.folder / f"stage{s}.jsonl").read_text().splitlines()) if r["kind"] == "op"]
+        assert {r["stage"] for r in ops} == {s} and {r["iter"] for r in ops} == {0, 1, 2}
+        host, local = divmod(s, 2)
+        where = json.loads((probe / f"rank{s}.json").read_text())
+        assert where["cwd"].startswith(f"{netns_cluster.work_dirs()[host]}/runs/")
+        assert where["netns"] == netns[host]
+        assert (where["LOCAL_RANK"], where["GROUP_RANK"], where["LOCAL_WORLD_SIZE"], where["WORLD_SIZE"]) == (
+            str(local), str(host), "2", "4")
+        assert where["MASTER_ADDR"] == netns_cluster.hosts[0].address and where["GLOO_SOCKET_IFNAME"] == "eth0"
+    assert all((outcome.folder / f"{label}.stdout").exists() and (outcome.folder / f"{label}.stderr").exists()
+               for label in labels)
+    assert netns_cluster.our_processes() == []
+    assert not (tmp_path / ".pmctl" / "running.json").exists()
