@@ -27,8 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from figures.cells import Cell  # noqa: E402
+from engine.cellspec import CellSpec  # noqa: E402
+from engine.presets import get_preset  # noqa: E402
 from pmctl.launcher import LaunchOptions, run_cell  # noqa: E402
+from pmctl.launchers import cell_fields  # noqa: E402
 
 
 def cell_overhead(engine: str, launcher: str, work: Path, repeat: int) -> None:
@@ -37,12 +39,14 @@ def cell_overhead(engine: str, launcher: str, work: Path, repeat: int) -> None:
     from pmctl.session import Session
     from tests.orchestration.support import fake_entry
 
+    work.mkdir(parents=True, exist_ok=True)
     inv = parse_inventory(
         {"cluster": {"transport": "local", "stages": 4, "work_dir": str(work / "work"),
                      "python": sys.executable, "launcher": launcher}},
         work / "inventory.toml",
     )
-    cell = Cell("bench", "zb", ((2, 3),), 0.06, fault_at=1, iterations=4, preset="tiny")
+    cell = CellSpec("bench", "zb", ((2, 3),), 0.06, fault_at=1, iterations=4, preset="tiny",
+                    microbatches=get_preset("tiny").microbatches, **cell_fields(inv))
     entry = tuple(fake_entry(work).split()) if engine == "fake" else None
     rows: list[tuple[float, float, float, float, float]] = []
     for i in range(repeat):

@@ -52,7 +52,7 @@ def bench_simulator(repeats: int) -> None:
             costs = StageCosts.uniform(S, unit, unit, unit)
             sched = generate("zb", S, N, costs)
             delays = tuple(2 * unit if i == S // 2 else 0 for i in range(S - 1))
-            row.append(best_of(lambda: simulate(sched, costs, delays), repeats))
+            row.append(best_of(lambda s=sched, c=costs, d=delays: simulate(s, c, d), repeats))
         ratio = row[1] / row[0]
         print(f"{S:>4} {N:>5} {3 * S * N:>7} {row[0]:>12.4f} {row[1]:>14.4f} {ratio:>6.2f}")
 
@@ -63,7 +63,7 @@ def bench_planning(repeats: int) -> None:
     c, d = inst.costs, inst.delays
     print("\nplanning S=8, N=32 (fig19-style costs), best CPU time of", repeats)
     for name in ("zb", "pipemorph", "pipemorph+"):
-        t = best_of(lambda: generate(name, 8, 32, c, d), repeats if name != "pipemorph+" else 3)
+        t = best_of(lambda n=name: generate(n, 8, 32, c, d), repeats if name != "pipemorph+" else 3)
         print(f"  {name:<11} {t * 1000:8.2f} ms")
     big = StageCosts.uniform(64, 10, 10, 10)
     t = best_of(lambda: generate("greedy", 64, 512, big, tuple([0] * 63)), 1)
@@ -97,7 +97,7 @@ def bench_rule_vs_zb(repeats: int) -> None:
                 assert plus <= min(rule, zb)
     print(f"  plain rule slower than the healthy ZB plan replayed: {losses}/{total} "
           f"({losses / total:.1%}); per shape: "
-          + ", ".join(f"{s}: {l}/{n}" for s, (l, n) in per_shape.items()))
+          + ", ".join(f"{s}: {lost}/{n}" for s, (lost, n) in per_shape.items()))
     print(f"  pipemorph+ vs the rule: mean gain {statistics.mean(gains):.2%}, "
           f"max {max(gains):.2%}, better on {sum(g > 0 for g in gains)}/{total}")
     print(f"  time per instance: rule {statistics.mean(rule_ms):.2f} ms, "

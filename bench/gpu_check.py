@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from bench_engine import run_job  # noqa: E402
+
 from engine.data import load_data  # noqa: E402
 from engine.model import build_full_model  # noqa: E402
 from engine.oplog import iteration_times_ms, summarize  # noqa: E402

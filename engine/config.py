@@ -90,7 +90,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(os.environ.get(name, default))
     except ValueError:
-        raise EngineConfigError(f"environment {name}={os.environ[name]!r} is not an integer")
+        raise EngineConfigError(f"environment {name}={os.environ[name]!r} is not an integer") from None
 
 
 def _pace(spec: CellSpec, preset: Preset) -> tuple[float, float, float] | None:

@@ -22,13 +22,14 @@ import torch.distributed as dist
 from engine.clock import CpuTimer, CudaTimer, SharedClock
 from engine.data import TokenData
 from engine.errors import InjectedCrash
-from engine.oplog import OpLogWriter
+from engine.opkind import OpKind
+from engine.oplog import IterationRecord, OpLogWriter
 from engine.optim import AdamW
 from engine.p2p.delegates import DelegatePool
 from engine.p2p.inline import InlineP2P, RecvEvent, SendEvent
 from engine.plan_source import IterationPlan, LinkObservation, PlanSource, log_ms
 from engine.planner.costs import StageCosts
-from engine.planner.ir import Op, OpKind
+from engine.planner.ir import Op
 from engine.profiler import Profiler, costs_from
 from engine.stage import StageRunner
 
@@ -64,8 +65,8 @@ class Executor:
     clock: SharedClock
     profiler: Profiler = field(default_factory=Profiler)
     profiled: StageCosts | None = None
-    _ops: list[tuple] = field(default_factory=list)
-    _recvs: list[tuple[str, RecvEvent, str]] = field(default_factory=list)
+    _ops: list[tuple[OpKind, int, float, float] | tuple[OpKind, SendEvent]] = field(default_factory=list)
+    _recvs: list[tuple[OpKind, RecvEvent, str]] = field(default_factory=list)
     _durations: dict[str, list[float]] = field(default_factory=dict)
 
     def run(self, iterations: int) -> None:
@@ -99,7 +100,7 @@ class Executor:
             self._dump_grads(it, loss)
         t = timer.mark()
         self._step()
-        self._ops.append(("STEP", -1, t, timer.mark()))
+        self._ops.append((OpKind.STEP, -1, t, timer.mark()))
         if cfg.device.type == "cuda":
             torch.cuda.synchronize()
         last_end = self._write_ops(it, timer, path, sends, plan)
@@ -125,14 +126,13 @@ class Executor:
         r, stages = self.cfg.rank, plan.schedule.stages
         wanted = []
         if r > 0:
-            wanted.append(("F", r - 1, [o.mb for o in stages[r - 1] if o.kind is OpKind.F]))
+            wanted.append((OpKind.F, r - 1, [o.mb for o in stages[r - 1] if o.kind is OpKind.F]))
         if r < self.cfg.world - 1:
-            wanted.append(("B", r + 1, [o.mb for o in stages[r + 1]
-                                        if o.kind in (OpKind.B, OpKind.BW)]))
+            wanted.append((OpKind.B, r + 1, [o.mb for o in stages[r + 1] if o.kind.is_backward]))
         for direction, src, mbs in wanted:
             if plan.offload:
                 assert self.delegates is not None
-                self.delegates.prepost(direction, src, mbs)
+                self.delegates.prepost(direction.value, src, mbs)
             else:
                 self.inline.prepost(src, mbs)
 
@@ -143,36 +143,36 @@ class Executor:
         kind, mb = op.kind, op.mb
         if kind is OpKind.F:
             tokens, targets = self.data.batch(data_it, mb) if r in (0, last) else (None, None)
-            inp = tokens.to(self.cfg.device) if r == 0 else self._recv("F", r - 1, mb, plan)
+            inp = tokens.to(self.cfg.device) if r == 0 else self._recv(OpKind.F, r - 1, mb, plan)
             tgt = targets.to(self.cfg.device) if r == last else None
             start = timer.mark()
             out = self.runner.forward(mb, inp, tgt)
-            end = self._pace("F", start, timer)
-            self._ops.append(("F", mb, start, end))
+            end = self._pace(kind, start, timer)
+            self._ops.append((kind, mb, start, end))
             if out is not None:
-                self._send("F", out, r + 1, mb, plan)
-        elif kind in (OpKind.B, OpKind.BW):
-            grad = self._recv("B", r + 1, mb, plan) if r < last else None
+                self._send(OpKind.F, out, r + 1, mb, plan)
+        elif kind.is_backward:
+            grad = self._recv(OpKind.B, r + 1, mb, plan) if r < last else None
             start = timer.mark()
             if kind is OpKind.B:
                 g_in = self.runner.backward_input(mb, grad)
             else:
                 g_in = self.runner.backward_full(mb, grad)
-            end = self._pace(kind.value, start, timer)
-            self._ops.append((kind.value, mb, start, end))
+            end = self._pace(kind, start, timer)
+            self._ops.append((kind, mb, start, end))
             if g_in is not None:
-                self._send("B", g_in, r - 1, mb, plan)
+                self._send(OpKind.B, g_in, r - 1, mb, plan)
         else:
             start = timer.mark()
             self.runner.backward_weight(mb)
-            self._ops.append(("W", mb, start, self._pace("W", start, timer)))
+            self._ops.append((kind, mb, start, self._pace(kind, start, timer)))
 
-    def _pace(self, kind: str, start: float, timer: Any) -> float:
+    def _pace(self, kind: OpKind, start: float, timer: Any) -> float:
         """Pads a CPU op to its target duration (see ``engine.presets``)."""
         pace = self.cfg.pace_ms
         if pace is not None and isinstance(timer, CpuTimer):
             f, b, w = pace
-            target = {"F": f, "B": b, "W": w, "BW": b + w}[kind]
+            target = {OpKind.F: f, OpKind.B: b, OpKind.W: w, OpKind.BW: b + w}[kind]
             remaining = target - (timer.mark() - start)
             if remaining > 0:
                 time.sleep(remaining / 1000.0)
@@ -181,20 +181,20 @@ class Executor:
     def _link_delay(self, plan: IterationPlan, peer: int) -> float:
         return plan.link_delays_s[min(self.cfg.rank, peer)] if plan.link_delays_s else 0.0
 
-    def _send(self, direction: str, tensor: torch.Tensor, dst: int, mb: int,
+    def _send(self, direction: OpKind, tensor: torch.Tensor, dst: int, mb: int,
               plan: IterationPlan) -> None:
         delay = self._link_delay(plan, dst)
         if plan.offload:
             assert self.delegates is not None
-            self.delegates.send(direction, tensor, dst, mb, delay)
+            self.delegates.send(direction.value, tensor, dst, mb, delay)
         else:
             ev = self.inline.send(tensor, dst, mb, delay)
-            self._ops.append((f"SEND_{direction}", ev))
+            self._ops.append((OpKind.send(direction), ev))
 
-    def _recv(self, direction: str, src: int, mb: int, plan: IterationPlan) -> torch.Tensor:
+    def _recv(self, direction: OpKind, src: int, mb: int, plan: IterationPlan) -> torch.Tensor:
         if plan.offload:
             assert self.delegates is not None
-            msg, ev = self.delegates.recv(direction, mb)
+            msg, ev = self.delegates.recv(direction.value, mb)
             path = "delegate"
         else:
             msg, ev = self.inline.recv(src, mb)
@@ -233,30 +233,30 @@ class Executor:
         w, last_end = self.writer, 0.0
         durations: dict[str, list[float]] = {}
         for rec in self._ops:
-            if rec[0].startswith("SEND_"):
-                ev: SendEvent = rec[1]
-                w.op(it, rec[0], ev.mb, ev.start_ms, ev.end_ms, "inline", peer=ev.dst,
+            if len(rec) == 2:  # an inline send
+                kind, ev = rec
+                w.op(it, kind, ev.mb, ev.start_ms, ev.end_ms, "inline", peer=ev.dst,
                      delay_ms=log_ms(ev.delay_s))
                 last_end = max(last_end, ev.end_ms)
                 continue
             kind, mb, s, e = rec
             start, end = timer.resolve(s), timer.resolve(e)
             w.op(it, kind, mb, start, end, path)
-            durations.setdefault(kind, []).append(end - start)
+            durations.setdefault(kind.value, []).append(end - start)
             last_end = max(last_end, end)
         for ev in sends:
-            direction = "F" if ev.dst > self.cfg.rank else "B"
-            w.op(it, f"SEND_{direction}", ev.mb, ev.start_ms, ev.end_ms, "delegate",
+            direction = OpKind.F if ev.dst > self.cfg.rank else OpKind.B
+            w.op(it, OpKind.send(direction), ev.mb, ev.start_ms, ev.end_ms, "delegate",
                  peer=ev.dst, delay_ms=log_ms(ev.delay_s))
         for direction, ev, p in self._recvs:
-            w.op(it, f"RECV_{direction}", ev.mb, ev.posted_ms, ev.arrived_ms, p, peer=ev.src,
-                 delay_ms=log_ms(self._link_delay(plan, ev.src)), sent_ms=round(ev.sent_ms, 4))
+            w.op(it, OpKind.recv(direction), ev.mb, ev.posted_ms, ev.arrived_ms, p, peer=ev.src,
+                 delay_ms=log_ms(self._link_delay(plan, ev.src)), sent_ms=ev.sent_ms)
         self._durations = durations
         return last_end
 
     def _observations(self, it: int) -> list[LinkObservation]:
         r = self.cfg.rank
-        return [LinkObservation(it, min(r, ev.src), d, ev.mb, ev.sent_ms, ev.arrived_ms)
+        return [LinkObservation(it, min(r, ev.src), d.value, ev.mb, ev.sent_ms, ev.arrived_ms)
                 for d, ev, _p in self._recvs]
 
     def _finish_iteration(self, it: int, plan: IterationPlan, loss: float | None,
@@ -267,11 +267,9 @@ class Executor:
         rows = self.profiler.agree((*self.profiler.local_medians(), last_end), self.cfg.world)
         self.profiled = costs_from(rows)
         iter_ms = max(row[3] for row in rows)
-        extra: dict[str, Any] = {}
-        if it == 0:
-            extra["clock_offsets_ms"] = self.cfg.clock_offsets_ms
-        self.writer.iteration(
+        self.writer.write(IterationRecord(
             it,
+            self.cfg.rank,
             schedule=plan.schedule.to_lists(),
             fault=plan.fault,
             costs=plan.planned_costs.to_json() if plan.planned_costs else None,
@@ -282,8 +280,8 @@ class Executor:
             iteration_ms=round(iter_ms, 4),
             pace_ms=list(self.cfg.pace_ms) if self.cfg.pace_ms else None,
             max_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
-            **extra,
-        )
+            clock_offsets_ms=self.cfg.clock_offsets_ms if it == 0 else None,
+        ))
         if self.cfg.rank == self.cfg.world - 1:
             shown = "nan" if loss is None else f"{loss:.4f}"
             sys.stdout.write(f"iter {it} loss {shown} time_ms {iter_ms:.1f}\n")

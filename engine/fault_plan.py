@@ -49,13 +49,11 @@ from engine.plan_source import (
 )
 from engine.planner.costs import StageCosts
 from engine.planner.errors import PlanningError
-from engine.planner.generators import GENERATORS, generate
+from engine.planner.generators import generate
 from engine.planner.ir import Schedule
 from injector.control import ControlClient, ControlPlaneError
 from injector.trace import HEALTHY, Fault, Trace
 
-# the improved heuristic is never slower than the rule under the planned delays
-ADAPT_GENERATOR = "pipemorph+" if "pipemorph+" in GENERATORS else "pipemorph"
 # a crashed link's delegates run at CPU-path speed; plan as if it were this many forwards slow
 CRASH_PLAN_FORWARDS = 4
 # the requirement on --detect: plans within this fraction of the injected delay
@@ -112,7 +110,7 @@ class Adapter:
             **(extra or {}),
         }
         schedule, costs = self.healthy, None
-        info.update(generator="zb" if self.method.split_backward else "1f1b", planned_for_ms=None)
+        info.update(generator=self.method.healthy_schedule, planned_for_ms=None)
         if self.method.adapts and not basis.healthy:
             adapted = self._adapted(iteration, basis, profiled)
             if isinstance(adapted, str):
@@ -142,11 +140,11 @@ class Adapter:
             return "no profiled costs yet: kept the healthy plan"
         delays_ms, notes = self._planning_delays_ms(basis, profiled)
         try:
-            schedule = generate(ADAPT_GENERATOR, self.S, self.N, profiled, delays_ms)
+            schedule = generate(self.method.adapt_generator, self.S, self.N, profiled, delays_ms)
         except PlanningError as exc:
             return f"re-planning failed ({exc}): kept the healthy plan"
         plan_info = {
-            "generator": ADAPT_GENERATOR,
+            "generator": self.method.adapt_generator,
             "planned_for_ms": list(delays_ms),
             "plan_basis": basis.source,
             "notes": notes,

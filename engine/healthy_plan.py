@@ -16,8 +16,7 @@ from engine.planner.ir import Schedule
 
 def healthy_schedule(method: Method, num_stages: int, num_microbatches: int) -> Schedule:
     """The method's schedule with no fault."""
-    name = "zb" if method.split_backward else "1f1b"
-    return generate(name, num_stages, num_microbatches, StageCosts.uniform(num_stages, 1, 1, 1))
+    return generate(method.healthy_schedule, num_stages, num_microbatches, StageCosts.uniform(num_stages, 1, 1, 1))
 
 
 class HealthyPlanSource:

@@ -1,11 +1,14 @@
-"""The five runtime methods (PAPER.md section 4): ids, labels, artifact aliases, behaviour.
+"""The runtime method registry (PAPER.md section 4): one table from method id to its label,
+artifact alias, offload policy, healthy schedule, adapted-schedule generator, colour and
+marker. Adding a method is one entry.
 
-Pure data, no torch: the CLI, the figures and the engine all read it.
+Pure data, no torch: the CLI, the planner, the figures and the engine all read it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -15,19 +18,32 @@ class Method:
     id: str
     label: str
     artifact_name: str
-    offload: str  # "never" | "on-fault" | "always"
-    adapts: bool  # re-plans with PipeMorph's rule when the fault changes
-    split_backward: bool  # ZB-family B/W split; False = 1F1B full backward
+    offload: Literal["never", "on-fault", "always"]  # when p2p goes through the delegates
+    healthy_schedule: str  # the planner generator of its healthy plan ("zb" | "1f1b")
+    adapt_generator: str | None  # the generator it re-plans with under a fault; None: never
+    color: str  # one colour and marker per method in every figure (Okabe-Ito palette)
+    marker: str
+
+    @property
+    def adapts(self) -> bool:
+        """Whether it re-plans when the fault changes."""
+        return self.adapt_generator is not None
+
+    @property
+    def split_backward(self) -> bool:
+        """ZB-family B/W split; False = 1F1B's full backward."""
+        return self.healthy_schedule != "1f1b"
 
 
 METHODS: dict[str, Method] = {
     m.id: m
     for m in (
-        Method("1f1b", "1F1B", "1F1B", "never", False, False),
-        Method("zb", "ZB", "ZB", "never", False, True),
-        Method("pipemorph-cpu", "PipeMorph-CPU", "ZB-CPU", "on-fault", False, True),
-        Method("pipemorph", "PipeMorph", "ZB-CPU-ReSchedule", "on-fault", True, True),
-        Method("all-cpu", "PipeMorph-All-CPU", "ALL-CPU", "always", False, True),
+        Method("1f1b", "1F1B", "1F1B", "never", "1f1b", None, "#E69F00", "s"),
+        Method("zb", "ZB", "ZB", "never", "zb", None, "#0072B2", "o"),
+        Method("pipemorph-cpu", "PipeMorph-CPU", "ZB-CPU", "on-fault", "zb", None, "#009E73", "^"),
+        # pipemorph+ is never slower than the plain rule under the planned delays
+        Method("pipemorph", "PipeMorph", "ZB-CPU-ReSchedule", "on-fault", "zb", "pipemorph+", "#D55E00", "D"),
+        Method("all-cpu", "PipeMorph-All-CPU", "ALL-CPU", "always", "zb", None, "#CC79A7", "v"),
     )
 }
 

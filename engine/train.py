@@ -26,6 +26,7 @@ from engine.config import TrainConfig, parse_config
 from engine.data import load_data
 from engine.errors import EngineConfigError
 from engine.executor import Executor, ExecutorConfig
+
 # Imported up front although healthy runs do not use it: under engine.forkrun the stages then
 # share the import (redis-py, the planner) instead of each paying it at start-up.
 from engine.fault_plan import make_plan_source as make_fault_source
@@ -153,7 +154,7 @@ def _abort(exc: BaseException, state: dict) -> None:
     if source is not None:
         try:
             source.finish(reason)
-        except Exception:  # already failing: the first error is the one to report
+        except Exception:  # noqa: BLE001 - already failing: the first error is the one to report
             traceback.print_exc(file=sys.stderr)
     sys.stdout.flush()
     os._exit(1)

@@ -47,8 +47,12 @@ class Figure(Protocol):
         """Rough wall time of ``pmctl run`` for this figure with ``base``'s spec."""
         ...
 
-    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
-        """Simulated figures: compute the numbers into ``fig_dir`` (measured: nothing)."""
+    def compute(
+        self, fig_dir: Path, quick: bool, progress: Progress | None = None, extras: bool = False
+    ) -> None:
+        """Simulated figures: compute the numbers into ``fig_dir`` (measured: nothing).
+        ``extras`` adds the expensive extra lines (``pmctl run FIG --extras``: fig19's MILP
+        from pipemorph alone, minutes); without them the plot notes what was left out."""
         ...
 
     def plot(self, results_root: Path, *args: Any) -> FigureReport:

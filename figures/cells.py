@@ -15,7 +15,7 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from engine.cellspec import FULL_FAULT_AT, FULL_ITERATIONS, CellSpec, field_default
+from engine.cellspec import FULL_FAULT_AT, FULL_ITERATIONS, CellSpec, SpecError, field_default
 from engine.presets import PRESETS
 from injector.links import Link, delay_key, links_key
 
@@ -29,8 +29,10 @@ def base_spec(**fields: Any) -> CellSpec:
     """The template every figure cell is made from: the paper's default spec with ``fields``
     (those not None) overriding it; micro-batches default to the preset's."""
     merged = {k: v for k, v in fields.items() if v is not None}
-    if "microbatches" not in merged:
-        merged["microbatches"] = PRESETS[merged.get("preset", field_default("preset"))].microbatches
+    preset = merged.get("preset", field_default("preset"))
+    if preset not in PRESETS:
+        raise SpecError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
+    merged.setdefault("microbatches", PRESETS[preset].microbatches)
     return CellSpec(**merged)
 
 

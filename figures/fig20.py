@@ -10,6 +10,7 @@ from figures.measured import MeasuredFigure
 from figures.style import grouped_bars, label, legend, pyplot
 from figures.table import bar_values, gather, save_report
 
+
 class Fig20(MeasuredFigure):
     name = "fig20"
     title = "No-fault overhead of always-on offload"

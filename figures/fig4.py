@@ -25,7 +25,9 @@ class Fig4(SimulatedFigure):
     name = "fig4"
     title = "Ideal ZB schedule (S=4, N=12, 10 ms ops)"
 
-    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
+    def compute(
+        self, fig_dir: Path, quick: bool, progress: Progress | None = None, extras: bool = False
+    ) -> None:
         """Simulates the healthy ZB schedule into the data file."""
         delays = (0.0,) * (STAGES - 1)
         result = simulate_uniform("zb", STAGES, MICROBATCHES, COST_MS, delays)

@@ -27,7 +27,9 @@ class Fig5(SimulatedFigure):
     name = "fig5"
     title = "ZB replayed with a slow link 0-1"
 
-    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
+    def compute(
+        self, fig_dir: Path, quick: bool, progress: Progress | None = None, extras: bool = False
+    ) -> None:
         """Replays the healthy ZB plan (zb plans healthy) under each delay on link 0-1."""
         runs = []
         for i, c in enumerate(DELAYS_MS):

@@ -23,7 +23,9 @@ class Fig8(SimulatedFigure):
     title = "Accumulated delay and bubble rate vs link delay (S=2, N=30)"
     estimate_s = 2.0
 
-    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
+    def compute(
+        self, fig_dir: Path, quick: bool, progress: Progress | None = None, extras: bool = False
+    ) -> None:
         from engine.planner.costs import StageCosts
         from engine.planner.generators import generate
         from engine.planner.simulate import simulate

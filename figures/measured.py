@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.oplog import COMPUTE_OPS, LAST_ITERATIONS, iteration_times_ms, read_records, summarize
+from engine.opkind import OpKind
+from engine.oplog import LAST_ITERATIONS, RecordLike, iteration_times_ms, read_typed, split_records, summarize
 from figures.base import Progress
 from figures.cells import CELL_JSON, Cell, Link, cell_folder, delay_key, links_key, read_cell_json, same_spec
 
@@ -74,20 +76,20 @@ def read_status(path: Path, cell: Cell) -> tuple[str, str]:
     return str(record.get("status", "missing")), str(record.get("reason") or "")
 
 
-def forward_ms(records: list[dict[str, Any]]) -> float:
+def forward_ms(records: Iterable[RecordLike]) -> float:
     """Median duration of the measured forwards (ms); nan when there are none."""
-    durs = [r["end_ms"] - r["start_ms"] for r in records if r.get("kind") == "op" and r.get("op") == "F"]
+    durs = [r.duration_ms for r in split_records(records)[0] if r.op is OpKind.F]
     return statistics.median(durs) if durs else math.nan
 
 
-def bubble_rates(records: list[dict[str, Any]], times_ms: dict[int, float]) -> dict[int, float]:
+def bubble_rates(records: Iterable[RecordLike], times_ms: dict[int, float]) -> dict[int, float]:
     """Per iteration: 1 - (busy compute time of all stages) / (stages x iteration time)."""
     busy: dict[int, float] = {}
     stages: set[int] = set()
-    for r in records:
-        if r.get("kind") == "op" and r.get("op") in COMPUTE_OPS:
-            busy[int(r["iter"])] = busy.get(int(r["iter"]), 0.0) + r["end_ms"] - r["start_ms"]
-            stages.add(int(r["stage"]))
+    for r in split_records(records)[0]:
+        if r.op.is_compute:
+            busy[r.iteration] = busy.get(r.iteration, 0.0) + r.duration_ms
+            stages.add(r.stage)
     return {
         it: 1.0 - busy.get(it, 0.0) / (len(stages) * t)
         for it, t in times_ms.items()
@@ -103,7 +105,8 @@ def read_cell(results_root: Path, cell: Cell) -> CellResult:
     nan = math.nan
     if status != "done":
         return CellResult(cell, status, nan, nan, nan, nan, reason)
-    records = read_records(path)
+    ops, heads = read_typed(path)
+    records = [*heads, *ops]  # parsed once, typed
     times = iteration_times_ms(records)
     if not times:
         return CellResult(cell, "no-data", nan, nan, nan, nan, "cell.json says done but no op records")
@@ -224,6 +227,8 @@ class MeasuredFigure:
         """Rough ``pmctl run`` wall time of this figure's cells."""
         return estimate_seconds(self.cells(base, quick))
 
-    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
-        """Nothing: a measured figure's numbers come from its cells' op logs."""
-        return None
+    def compute(
+        self, fig_dir: Path, quick: bool, progress: Progress | None = None, extras: bool = False
+    ) -> None:
+        """Nothing: a measured figure's numbers come from its cells' op logs (``extras`` is
+        ignored)."""

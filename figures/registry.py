@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-
 from typing import Any
 
 from figures.base import Figure, FigureReport

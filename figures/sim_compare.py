@@ -25,7 +25,9 @@ class SimCompare(SimulatedFigure):
     title = "Simulated iteration time vs delay on link 2-3 (S=4, N=30, 10 ms ops)"
     estimate_s = 3.0
 
-    def compute(self, fig_dir: Path, quick: bool, progress: Progress | None = None) -> None:
+    def compute(
+        self, fig_dir: Path, quick: bool, progress: Progress | None = None, extras: bool = False
+    ) -> None:
         """Per delay: 1F1B and ZB replay their healthy plans, PipeMorph re-plans for it."""
         cs = QUICK_C_MS if quick else C_MS
         times: dict[str, list[float]] = {m: [] for m in METHODS}

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.jsonio import write_json_atomic
-from figures.base import FigureReport
+from engine.oplog import OpRecord
+from figures.base import FigureReport, Progress
 from figures.cells import Cell
 
 if TYPE_CHECKING:  # the planner is imported only when a figure is computed
@@ -34,9 +35,16 @@ class SimulatedFigure:
         """None: a simulated figure runs nothing on the cluster."""
         return []
 
-    def estimate_seconds(self, base: Cell, quick: bool) -> float:
-        """Rough wall time of ``compute``."""
+    def estimate_seconds(self, base: Cell, quick: bool, extras: bool = False) -> float:
+        """Rough wall time of ``compute`` (with ``extras``: including the extra lines)."""
         return self.estimate_s
+
+    def compute(
+        self, fig_dir: Path, quick: bool, progress: Progress | None = None, extras: bool = False
+    ) -> None:
+        """Computes the numbers into ``<fig_dir>/<fig>.data.json``. ``extras``: also the
+        expensive extra lines, where a figure has any (fig19); the others ignore it."""
+        raise NotImplementedError
 
 
 def simulate_uniform(
@@ -51,13 +59,10 @@ def simulate_uniform(
     return run_scenario(Scenario(schedule, stages, microbatches, costs, tuple(delays))).result
 
 
-def op_records(ops: list[TimedOp]) -> list[dict[str, Any]]:
-    """Simulator ops in the op-log record shape ``figures.timeline`` draws (iteration 0, ms)."""
-    return [
-        {"kind": "op", "iter": 0, "stage": t.stage, "op": t.op.kind.value, "mb": t.op.mb,
-         "start_ms": t.start, "end_ms": t.end}
-        for t in ops
-    ]
+def op_records(ops: list[TimedOp]) -> list[OpRecord]:
+    """Simulator ops as op-log records (iteration 0, ms, no path), as ``figures.timeline``
+    draws them."""
+    return [OpRecord(0, t.stage, t.op.kind, t.op.mb, t.start, t.end) for t in ops]
 
 
 class MissingDataError(ValueError):
@@ -92,7 +97,7 @@ def run_json(label: str, delays: tuple[float, ...], result: SimResult) -> dict[s
         "warmup": list(result.warmup),
         "peak_activations": list(result.peak_activations),
         "schedule": result.schedule.to_lists(),
-        "ops": op_records(result.ops),
+        "ops": [r.to_json() for r in op_records(result.ops)],
     }
 
 

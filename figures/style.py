@@ -11,21 +11,9 @@ from typing import Any
 
 from engine.methods import METHODS
 
-# One colour per method, everywhere (colour-blind-safe Okabe-Ito palette).
-METHOD_COLORS: dict[str, str] = {
-    "1f1b": "#E69F00",
-    "zb": "#0072B2",
-    "pipemorph-cpu": "#009E73",
-    "pipemorph": "#D55E00",
-    "all-cpu": "#CC79A7",
-}
-METHOD_MARKERS: dict[str, str] = {
-    "1f1b": "s",
-    "zb": "o",
-    "pipemorph-cpu": "^",
-    "pipemorph": "D",
-    "all-cpu": "v",
-}
+# One colour and marker per method, everywhere: the method registry's.
+METHOD_COLORS: dict[str, str] = {m.id: m.color for m in METHODS.values()}
+METHOD_MARKERS: dict[str, str] = {m.id: m.marker for m in METHODS.values()}
 # Op colours of timelines (F/B/W as in the ZB paper's figures; BW = 1F1B's full backward).
 OP_COLORS: dict[str, str] = {"F": "#7FB3E6", "B": "#F2C46D", "W": "#8FD18F", "BW": "#E0A96D"}
 SEND_COLOR = "#444444"

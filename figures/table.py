@@ -19,9 +19,9 @@ from figures.measured import (
     CellResult,
     MeasuredFigure,
     measured_forward_ms,
+    nofault_cell,
     read_cell,
     read_cells,
-    nofault_cell,
 )
 from figures.reference import ReferenceCell, baseline, load_reference, lookup
 from figures.style import grouped_bars, label, legend, pyplot, save

@@ -3,15 +3,18 @@ injected delays beneath each stage's compute row.
 
 ``render_cell_timeline(cell_dir)`` writes ``<cell_dir>/timeline.png`` (the orchestration calls
 it after each cell, ``pmctl plot`` for cells lacking one); ``draw_iteration`` draws one
-iteration on a given axes (fig14 stacks three of them on one time axis).
+iteration on a given axes (fig14 stacks three of them on one time axis). The functions take
+op-log records typed (``engine.oplog.OpRecord``) or as JSON objects (``read_records``, a
+simulated figure's data file).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from engine.oplog import COMM_OPS, COMPUTE_OPS, read_records
+from engine.oplog import OpRecord, RecordLike, read_typed, split_records
 from figures.style import DELAY_COLOR, OP_COLORS, RECV_COLOR, SEND_COLOR, pyplot, save
 
 TIMELINE_NAME = "timeline"
@@ -21,54 +24,50 @@ class NoOpsError(ValueError):
     """A cell folder without op records to draw."""
 
 
-def last_complete_iteration(records: list[dict[str, Any]]) -> int:
+def last_complete_iteration(records: Iterable[RecordLike]) -> int:
     """The last iteration that every stage logged ops for (a crash leaves a partial one)."""
     stages_by_iter: dict[int, set[int]] = {}
     all_stages: set[int] = set()
-    for r in records:
-        if r.get("kind") == "op":
-            stages_by_iter.setdefault(int(r["iter"]), set()).add(int(r["stage"]))
-            all_stages.add(int(r["stage"]))
+    for r in split_records(records)[0]:
+        stages_by_iter.setdefault(r.iteration, set()).add(r.stage)
+        all_stages.add(r.stage)
     complete = [it for it, st in stages_by_iter.items() if st == all_stages]
     if not complete:
         raise NoOpsError("no iteration with ops from every stage")
     return max(complete)
 
 
-def iteration_ops(records: list[dict[str, Any]], iteration: int) -> list[dict[str, Any]]:
+def iteration_ops(records: Iterable[RecordLike], iteration: int) -> list[OpRecord]:
     """The op records of one iteration."""
-    return [r for r in records if r.get("kind") == "op" and int(r["iter"]) == iteration]
+    return [r for r in split_records(records)[0] if r.iteration == iteration]
 
 
 def draw_iteration(
-    ax: Any, ops: list[dict[str, Any]], num_stages: int | None = None, legend: bool = True
+    ax: Any, ops: Iterable[RecordLike], num_stages: int | None = None, legend: bool = True
 ) -> float:
     """Draws one iteration's ops on ``ax`` (stage 0 on top); returns its end time (ms)."""
     from matplotlib.patches import Patch
 
-    stages = num_stages or 1 + max(int(r["stage"]) for r in ops)
-    end = max((float(r["end_ms"]) for r in ops), default=0.0)
+    recs = split_records(ops)[0]
+    stages = num_stages or 1 + max(r.stage for r in recs)
+    end = max((r.end_ms for r in recs), default=0.0)
     # One collection per (stage, kind of bar): thousands of single bars render slowly.
     bars: dict[tuple[int, str], list[tuple[float, float]]] = {}
-    for r in ops:
-        s, start, dur = int(r["stage"]), float(r["start_ms"]), float(r["end_ms"]) - float(r["start_ms"])
-        op = r["op"]
-        if op in COMPUTE_OPS:
-            bars.setdefault((s, op), []).append((start, dur))
+    for r in recs:
+        s, start, dur = r.stage, r.start_ms, r.duration_ms
+        if r.op.is_compute:
+            bars.setdefault((s, r.op.value), []).append((start, dur))
             if dur > end / 120:  # label the micro-batch where it fits
-                ax.text(start + dur / 2, s - 0.15, f"{r['mb']}", ha="center", va="center",
+                ax.text(start + dur / 2, s - 0.15, f"{r.mb}", ha="center", va="center",
                         fontsize=5, clip_on=True)
-        elif op in COMM_OPS:
-            send = op.startswith("SEND")
-            if send:
-                bars.setdefault((s, "send"), []).append((start, max(dur, end / 2000)))
-            else:
-                # A receive is posted long before it completes: mark its arrival only.
-                tick = end / 400
-                bars.setdefault((s, "recv"), []).append((start + dur - tick, tick))
-            delay = float(r.get("delay_ms") or 0.0)
-            if send and delay > 0:
-                bars.setdefault((s, "delay"), []).append((start, delay))
+        elif r.op.is_send:
+            bars.setdefault((s, "send"), []).append((start, max(dur, end / 2000)))
+            if r.delay_ms > 0:
+                bars.setdefault((s, "delay"), []).append((start, r.delay_ms))
+        elif r.op.is_recv:
+            # A receive is posted long before it completes: mark its arrival only.
+            tick = end / 400
+            bars.setdefault((s, "recv"), []).append((start + dur - tick, tick))
     # (y offset, height, colour, edge) per kind of bar, relative to the stage's row.
     shape = {
         "send": (0.15, 0.12, SEND_COLOR),
@@ -99,13 +98,15 @@ def draw_iteration(
 def render_cell_timeline(cell_dir: Path, iteration: int | None = None) -> Path:
     """Writes ``<cell_dir>/timeline.png`` for ``iteration`` (default: the last complete one)."""
     cell_dir = Path(cell_dir)
-    records = read_records(cell_dir)
-    if not any(r.get("kind") == "op" for r in records):
+    records, _heads = read_typed(cell_dir)
+    if not records:
         raise NoOpsError(f"{cell_dir}: no op records in stage*.jsonl to draw")
     it = last_complete_iteration(records) if iteration is None else iteration
     ops = iteration_ops(records, it)
+    if not ops:
+        raise NoOpsError(f"{cell_dir}: no op records of iteration {it} to draw")
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(10, 0.7 + 0.6 * (1 + max(int(r["stage"]) for r in ops))))
+    fig, ax = plt.subplots(figsize=(10, 0.7 + 0.6 * (1 + max(r.stage for r in ops))))
     end = draw_iteration(ax, ops)
     ax.set_xlabel("time since the iteration start (ms)")
     ax.set_title(f"{'/'.join(cell_dir.parts[-3:])}: iteration {it}, {end:.0f} ms", fontsize=8)

@@ -95,7 +95,8 @@ class CellRun:
         self.token = secrets.token_hex(8)
         self.run_dirs = {h.name: f"{h.work_dir}/runs/{self.run_id}" for h in self.inv.hosts}
         self.started: dict[str, ProcessHandle] = {}  # process label -> its group
-        self.plane: ControlPlane | None = None
+        self.redis: ProcessHandle | None = None  # set as soon as it exists
+        self.plane: ControlPlane | None = None  # once it answers
         self.password = generate_password()
         self.entry = runs.RunEntry(
             run_id=self.run_id, pmctl_pid=os.getpid(), inventory=str(self.inv.path),
@@ -145,6 +146,7 @@ class CellRun:
         master = self.inv.master
 
         def record(handle: ProcessHandle, url: str) -> None:
+            self.redis = handle
             self._record(handle)
             self.entry.control_url = url
             self.entry.secret_file = str(runs.write_secret(self.run_id, self.password))
@@ -239,7 +241,7 @@ class CellRun:
 
     def _stop_all(self) -> None:
         grace = self.opts.grace_s
-        ours = list(self.started.values()) + ([self.plane.handle] if self.plane is not None else [])
+        ours = list(self.started.values()) + ([self.redis] if self.redis is not None else [])
 
         def stop(host: Host) -> None:
             t = self.s.transport(host)
@@ -300,7 +302,7 @@ class CellRun:
             follow_s = time.monotonic() - f0
         except KeyboardInterrupt:
             status, reason, interrupted = INTERRUPTED, "interrupted by the user", True
-        except Exception as exc:  # recorded in cell.json; the run goes on with the next cell
+        except Exception as exc:  # noqa: BLE001 - recorded in cell.json; the run goes on with the next cell
             status, reason = FAILED, describe(exc)
         finally:
             # One shield over cleanup and recording: a second Ctrl-C waits until both are done.

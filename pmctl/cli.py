@@ -58,7 +58,7 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("pmctl: interrupted\n")
         sys.exit(130)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - sorted below: user error, usage error, or a bug logged with its traceback
         if isinstance(exc, user_error_types()):
             msg = exc.line() if isinstance(exc, UserError) else str(exc)
             sys.stderr.write(f"{prefix} {msg}\n")

@@ -18,14 +18,14 @@ from figures.registry import simulated_root
 from pmctl import runs
 from pmctl.errors import UserError
 from pmctl.fanout import fanout, raise_first
-from pmctl.inventory import load_inventory
+from pmctl.inventory import Inventory, load_inventory
 from pmctl.launcher import CellInterrupted, CellOutcome, LaunchOptions, run_cell
+from pmctl.launchers import check_cell
 from pmctl.matrix import (
     PlannedCell,
     Selection,
     SpecOptions,
     base_for,
-    check_cluster,
     figure_cells,
     resolve_figures,
 )
@@ -80,6 +80,23 @@ def _check_idle(session: Session) -> None:
         stop_recorded(own)
 
 
+def cluster_stages(inv: Inventory, req: RunRequest) -> int | None:
+    """The stage count the cluster must run for this request: ``--stages``, else the
+    experiment files' (which must agree), else None (the inventory's)."""
+    from pmctl.experiment_file import is_experiment_file, load_experiment
+
+    if req.options.stages is not None:
+        return req.options.stages
+    counts = {t: load_experiment(Path(t), inv, req.options, req.selection).stages
+              for t in req.targets if is_experiment_file(t)}
+    if len(set(counts.values())) > 1:
+        raise UserError(
+            "the experiment files want different stage counts: "
+            + ", ".join(f"{t} {n}" for t, n in counts.items()), "pmctl run",
+            "run them one at a time, or pass --stages")
+    return next(iter(counts.values()), None)
+
+
 def plan(session: Session, req: RunRequest) -> tuple[list, list[PlannedCell]]:
     """The simulated figures to compute and the measured cells to run (checked against the
     session's cluster), before anything runs."""
@@ -94,7 +111,7 @@ def plan(session: Session, req: RunRequest) -> tuple[list, list[PlannedCell]]:
     for path in files:
         cells += load_experiment(Path(path), inv, req.options, req.selection).planned(req.results)
     for p in cells:
-        check_cluster(p.cell, inv)
+        check_cell(inv, p.cell)  # before anything runs: every cell fits this cluster
     simulated = [f for f in figures if f.kind == "simulated"]
     if not cells and not simulated:
         raise UserError("no cells to run", "pmctl run", "see pmctl list --cells, or check the flags")

@@ -56,7 +56,7 @@ def fanout(
             out.append(Outcome(name(item), value, None, secs))
         except cf.TimeoutError:
             out.append(Outcome(name(item), None, FanoutTimeout(f"no answer within {timeout:g} s"), timeout))
-        except Exception as exc:  # reported per host, raised by raise_first
+        except Exception as exc:  # noqa: BLE001 - reported per host, raised by raise_first
             out.append(Outcome(name(item), None, exc, time.monotonic() - started))
     pool.shutdown(wait=False, cancel_futures=True)
     return out

@@ -12,10 +12,8 @@ work, one job each:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from injector.trace import Fault, Trace
 from pmctl.cellrun import CellInterrupted, CellOutcome, CellRun, LaunchOptions, Progress
 from pmctl.launchers import check_cell
 from pmctl.results import Staging
@@ -34,15 +32,4 @@ def run_cell(session: Session, cell: Any, opts: LaunchOptions, progress: Progres
         staging.discard()  # no-op after a commit (the folder was renamed away)
 
 
-def trace_text(cell: Any) -> str:
-    """A cell's fault as artifact-compatible trace text (``ITER;LINKS;DELAY``): its trace
-    file's text for a trace cell, else its slow links from ``fault_at``; empty when healthy."""
-    text = getattr(cell, "trace_text", "")
-    if text or cell.healthy:
-        return text
-    fault = Fault(links=cell.links, delay_s=cell.delay_s, crashed=math.isinf(cell.delay_s),
-                  since_iteration=cell.fault_at)
-    return Trace((fault,)).to_text()
-
-
-__all__ = ["CellInterrupted", "CellOutcome", "LaunchOptions", "Progress", "run_cell", "trace_text"]
+__all__ = ["CellInterrupted", "CellOutcome", "LaunchOptions", "Progress", "run_cell"]

@@ -91,12 +91,13 @@ def base_for(inv: Inventory, opts: SpecOptions) -> CellSpec:
     """The template spec of this cluster and these flags: stages, stages per host, device
     and launcher from the inventory; preset and micro-batches from the flags, else the
     inventory's ``[cluster]``, else the figures' default (micro-batches: the preset's)."""
+    from pmctl.launchers import cell_fields
+
     inv = cluster_inventory(inv, opts)
     c = inv.cluster
     try:
         return validate(base_spec(
-            stages=inv.stages, stages_per_host=inv.stages_per_host, device=c.device,
-            launcher=c.launcher, preset=opts.preset or c.preset,
+            **cell_fields(inv), preset=opts.preset or c.preset,
             microbatches=opts.microbatches or c.microbatches, iterations=opts.iterations,
             fault_at=opts.fault_at, delegates=opts.delegates,
         ))
@@ -141,15 +142,3 @@ def _checked(c: Cell) -> Cell:
         return validate(c)
     except SpecError as exc:
         raise UserError(str(exc), f"cell {c.figure}/{c.method}", "change the flags") from exc
-
-
-def check_cluster(c: Cell, inv: Inventory) -> None:
-    """Refuses a cell whose spec is for another cluster shape than ``inv``."""
-    want = {"stages": inv.stages, "stages_per_host": inv.stages_per_host,
-            "device": inv.cluster.device, "launcher": inv.cluster.launcher}
-    for name, value in want.items():
-        if getattr(c, name) != value:
-            raise UserError(
-                f"cell {c.figure}/{c.method} wants {name} = {getattr(c, name)}, the inventory has {value}",
-                str(inv.path), "use a matching inventory or change the cell",
-            )

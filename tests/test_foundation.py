@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from engine.methods import METHODS, UnknownMethodError, resolve_method
-from engine.oplog import OpLogWriter, iteration_times_ms, read_records, summarize
+from engine.oplog import OpLogWriter, iteration_times_ms, read_records, read_typed, summarize
 from engine.planner.ir import Op, OpKind, Schedule, ScheduleParseError
 from figures.cells import Cell, rel_dir
 
@@ -87,11 +87,14 @@ def test_oplog_iteration_time_is_max_over_stages(tmp_path):
             for k, end in enumerate(ends):
                 w.op(it, "F", k, end - 5, end + it, "inline")
         w.close()
-    # a torn last line (a crash mid-write) is skipped, not fatal
-    with (tmp_path / "stage1.jsonl").open("a") as fh:
-        fh.write('{"kind": "op", "iter": 9')
+    # a line that is not an object, one that is not UTF-8, and a torn last line (a crash
+    # mid-write) are skipped, not fatal
+    with (tmp_path / "stage1.jsonl").open("ab") as fh:
+        fh.write(b'[1]\n{"kind": "op", "op": "\xff"}\n{"kind": "op", "iter": 9')
     times = iteration_times_ms(read_records(tmp_path))
     assert times == {0: 55.5, 1: 56.5, 2: 57.5}
+    ops, heads = read_typed(tmp_path)
+    assert iteration_times_ms([*ops, *heads]) == times and {r.op for r in ops} == {OpKind.F}
     stats = summarize(times, last=2)
     assert stats.iterations_used == [1, 2]
     assert stats.mean_ms == pytest.approx(57.0)

@@ -69,7 +69,7 @@ class _Worker(threading.Thread):
             try:
                 if self.error is None:
                     self.handle(job)
-            except BaseException as exc:  # surfaced to the compute thread by the pool
+            except BaseException as exc:  # noqa: BLE001 - surfaced to the compute thread by the pool
                 self.error = exc
             finally:
                 self.jobs.task_done()

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 
 from engine.planner.costs import StageCosts
 from engine.planner.ilp_windows import (
-    B, F, W, OpKey, Windows, compute_windows, trivial_windows,
+    B,
+    F,
+    OpKey,
+    W,
+    Windows,
+    compute_windows,
+    trivial_windows,
 )
 
 INF = float("inf")

@@ -2,26 +2,21 @@
 
 An op is a tiny immutable value (kind + micro-batch) whose text form is ``F3``/``B0``/``W7``/
 ``BW2`` and parses back from it. A schedule prints as one line of ops per stage, so it can be
-read in a log, diffed in a test and pasted in an issue.
+read in a log, diffed in a test and pasted in an issue. Op kinds come from the vocabulary the
+executor and the op log share (``engine.opkind``); a schedule holds its compute kinds only
+(STEP and the p2p events are never schedule ops).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
 
+from engine.opkind import OpKind
 
-class OpKind(str, Enum):
-    """What an op computes: forward, input-gradient backward, weight-gradient backward, or
-    1F1B's full (non-split) backward."""
+__all__ = ["Op", "OpKind", "Schedule", "ScheduleParseError"]
 
-    F = "F"
-    B = "B"
-    W = "W"
-    BW = "BW"
-
-
+_SCHEDULE_KINDS = frozenset(OpKind.compute_kinds())
 _OP_RE = re.compile(r"^(BW|F|B|W)(\d+)$")
 
 
@@ -35,6 +30,10 @@ class Op:
 
     kind: OpKind
     mb: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in _SCHEDULE_KINDS:
+            raise ScheduleParseError(f"{self.kind.value} is not a schedule op: expected F, B, W or BW")
 
     def __str__(self) -> str:
         return f"{self.kind.value}{self.mb}"

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from engine.planner.costs import StageCosts
 from engine.planner.ir import Op, Schedule
 from engine.planner.links import check_delays
-from engine.planner.replay import BW, F, W, Lowered, lower, replay
+from engine.planner.replay import BW, F, Lowered, W, lower, replay
 from engine.planner.validate import check_structure
 
 

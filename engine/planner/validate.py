@@ -8,7 +8,7 @@ from __future__ import annotations
 from engine.planner.costs import StageCosts
 from engine.planner.errors import PlanningError
 from engine.planner.ir import Schedule
-from engine.planner.replay import B, BW, F, W, Lowered, lower, replay
+from engine.planner.replay import BW, B, F, Lowered, W, lower, replay
 
 _NAMES = ("F", "B", "W", "BW")
 

@@ -12,8 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from pmctl.app import app
-from pmctl.console import make_console
-from pmctl.errors import UserError
 
 # The spec flags are defined once, in spec_flags (which imports nothing from here).
 from pmctl.commands.spec_flags import (  # noqa: E402
@@ -24,6 +22,8 @@ from pmctl.commands.spec_flags import (  # noqa: E402
     PresetOpt,
     StagesOpt,
 )
+from pmctl.console import make_console
+from pmctl.errors import UserError
 
 InventoryOpt = Annotated[
     Optional[Path],
@@ -128,11 +128,11 @@ def status(
 
 
 def _render_status(console: Console, data: dict) -> None:
-    hosts = Table("host", "stage", "address", "reachable", "python", "torch", "device", "bundle", "redis", title=f"cluster {data['cluster']}")
+    hosts = Table("host", "stages", "address", "reachable", "python", "torch", "device", "bundle", "redis", title=f"cluster {data['cluster']}")
     for h in data["hosts"]:
         reach = "yes" if h["reachable"] else f"[red]no[/red] {h['error']}"
         dev = h["device"] + (f" x{h['cuda_count']}" if h.get("cuda_count") else "")
-        hosts.add_row(h["name"], str(h["stage"]), h["address"], reach, str(h.get("python") or "-"),
+        hosts.add_row(h["name"], ",".join(map(str, h.get("stages") or [h["stage"]])), h["address"], reach, str(h.get("python") or "-"),
                       str(h.get("torch") or "-"), dev, str(h.get("bundle", "-")), str(h.get("redis", "")))
     console.print(hosts)
     run = data["running"]

@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from pmctl.app import app
-from pmctl.console import make_console
 from pmctl.commands.cluster import AcceptKeysOpt, InventoryOpt, open_session
 from pmctl.commands.spec_flags import (
     DelaysOpt,
@@ -29,6 +28,7 @@ from pmctl.commands.spec_flags import (
     selection,
     spec_options,
 )
+from pmctl.console import make_console
 
 
 @app.command()
@@ -57,13 +57,15 @@ def run(
     on the cluster into `results/<fig>/<method>/<links>/<delay>/` (another spec than the
     paper's default: `results/<variant>/<fig>/...`; an experiment: `results/<name>/...`).
     Finished cells are skipped; `--quick` runs fewer delays."""
-    from pmctl.experiment import RunRequest, execute
+    from pmctl.experiment import RunRequest, cluster_stages, execute
+    from pmctl.inventory import load_inventory
 
     req = RunRequest(
         targets, selection(methods, links, delays), quick, results_folder(results),
         spec_options(preset, stages, microbatches, iters, fault_at, delegates),
         force, dry_run, timeout, tuple(engine_entry.split()) if engine_entry else None, extras,
     )
+    stages = cluster_stages(load_inventory(inventory), req)
     with open_session(inventory, accept_new_host_keys, stages) as session:
         code = execute(session, req, make_console())
     if code:

@@ -26,7 +26,6 @@ from pmctl.transport.base import (
     wrapper_script,
 )
 
-
 _KNOWN_HOSTS_LOCK = threading.Lock()
 
 

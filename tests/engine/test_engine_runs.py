@@ -88,7 +88,7 @@ def test_stage_crash_fails_the_run_promptly(torchrun, tmp_path):
 @pytest.mark.slow
 def test_inline_send_on_crashed_link_fails_with_link_down(torchrun, tmp_path):
     res = torchrun(["--preset", "tiny", "--method", "zb", "--iterations", "50",
-                    "--microbatches", str(N), "--inject-delay", "1_2=inf@2", "--timeout", "600",
+                    "--microbatches", str(N), "--links", "1_2", "--delay", "inf", "--fault-at", "2", "--timeout", "600",
                     "--out", str(tmp_path)], timeout=100)
     assert res.returncode != 0
     assert "link 1 (1_2) is down" in res.stderr

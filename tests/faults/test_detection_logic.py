@@ -11,12 +11,14 @@ import pytest
 from engine.config import parse_config
 from engine.detect import LinkDetector, combine, detected_delays_s, local_samples
 from engine.errors import EngineConfigError
-from engine.fault_plan import ADAPT_GENERATOR, FaultPlanSource, make_plan_source
-from engine.methods import resolve_method
+from engine.fault_plan import FaultPlanSource, make_plan_source
+from engine.methods import METHODS, resolve_method
 from engine.plan_source import LinkObservation, PlanContext
 from engine.planner.costs import StageCosts
 from injector.control import ControlClient
 from injector.trace import Fault, load_trace, parse_trace
+
+ADAPT = METHODS["pipemorph"].adapt_generator  # the generator PipeMorph re-plans with
 
 S, N = 4, 12
 PROFILED = StageCosts.uniform(S, 30.0, 40.0, 20.0)
@@ -97,7 +99,7 @@ def test_plan_source_publishes_trace_faults_and_beats(redis_server, clean_env, t
         assert published == src.trace.fault_at(it) or (it < 2 and published.healthy)
         assert watcher.heartbeats()[0]["iteration"] == it
     assert [p.offload for p in plans] == [False, False, True, True, False, False]
-    assert plans[3].fault["generator"] == ADAPT_GENERATOR and plans[5].planned_costs is None
+    assert plans[3].fault["generator"] == ADAPT and plans[5].planned_costs is None
     src.finish("link 2 (2_3) is down")
     assert watcher.errors()[0]["message"] == "link 2 (2_3) is down"
     assert watcher.heartbeats()[0]["phase"] == "failed"

@@ -6,12 +6,14 @@ import math
 
 import pytest
 
-from engine.fault_plan import ADAPT_GENERATOR, Adapter, Basis
+from engine.fault_plan import Adapter, Basis
 from engine.healthy_plan import healthy_schedule
-from engine.methods import resolve_method
+from engine.methods import METHODS, resolve_method
 from engine.planner.costs import StageCosts
 from engine.planner.generators import generate
 from injector.trace import Fault, Trace, parse_trace
+
+ADAPT = METHODS["pipemorph"].adapt_generator  # the generator PipeMorph re-plans with
 
 S, N = 4, 12
 PROFILED = StageCosts((30.0, 32.0, 31.0, 29.0), (40.0, 41.0, 39.0, 42.0), (20.0,) * 4)
@@ -70,10 +72,10 @@ def test_pipemorph_replans_from_the_next_iteration_and_recovers():
     # iteration 3: the fault appears; offload on at once, the schedule still the healthy one
     assert plans[3].offload and plans[3].schedule == zb and plans[3].planned_costs is None
     # iteration 4: re-planned with the profiled costs and the fault's delays (ms)
-    expected = generate(ADAPT_GENERATOR, S, N, PROFILED, (0.0, 0.0, 60.0))
+    expected = generate(ADAPT, S, N, PROFILED, (0.0, 0.0, 60.0))
     assert plans[4].schedule == expected and plans[4].planned_costs == PROFILED
     assert plans[4].fault["planned_for_ms"] == [0.0, 0.0, 60.0]
-    assert plans[4].fault["generator"] == ADAPT_GENERATOR and plans[4].fault["planned_at"] == 4
+    assert plans[4].fault["generator"] == ADAPT and plans[4].fault["planned_at"] == 4
     # upstream stages hold more in-flight forwards than ZB; the last stage keeps one
     w, wz = expected.warmup(), zb.warmup()
     assert all(w[s] > wz[s] for s in range(S - 1)) and w[-1] == 1
@@ -169,7 +171,7 @@ def test_per_link_delays_reach_the_engine_and_the_plan():
     plans = run("pipemorph", 6, trace=trace)
     assert plans[2].link_delays_s == (0.02, 0.0, 0.07) and plans[2].offload
     assert plans[3].fault["planned_for_ms"] == [20.0, 0.0, 70.0]
-    assert plans[3].schedule == generate(ADAPT_GENERATOR, S, N, PROFILED, (20.0, 0.0, 70.0))
+    assert plans[3].schedule == generate(ADAPT, S, N, PROFILED, (20.0, 0.0, 70.0))
     assert plans[4].link_delays_s == (0.0, 0.05, math.inf)
     planned = plans[5].fault["planned_for_ms"]
     assert planned[0] == 0.0 and planned[1] == 50.0 and planned[2] >= 70.0  # down: worst seen

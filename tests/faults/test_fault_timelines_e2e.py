@@ -20,14 +20,15 @@ from pathlib import Path
 import pytest
 
 from engine.config import TrainConfig
-from engine.fault_plan import ADAPT_GENERATOR
 from engine.healthy_plan import healthy_schedule
-from engine.methods import resolve_method
+from engine.methods import METHODS, resolve_method
 from engine.oplog import COMM_OPS, iteration_times_ms, read_records
 from engine.planner.costs import StageCosts
 from engine.planner.generators import generate
 from engine.planner.ir import Schedule
 from injector.control import ControlClient
+
+ADAPT = METHODS["pipemorph"].adapt_generator  # the generator PipeMorph re-plans with
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -94,7 +95,7 @@ class Run:
         """The schedule the planner gives for the delays and costs this iteration logged."""
         h = self.header(it)
         costs = StageCosts(**{k: tuple(v) for k, v in h["costs"].items()})
-        return generate(ADAPT_GENERATOR, S, N, costs, tuple(h["fault"]["planned_for_ms"]))
+        return generate(ADAPT, S, N, costs, tuple(h["fault"]["planned_for_ms"]))
 
     def p2p(self, it: int) -> list[dict]:
         return [r for r in self.records
@@ -202,7 +203,7 @@ def test_multi_event_trace_replans_from_the_iteration_after_each_change(runs):
         assert run.schedule(it) == ZB and run.header(it)["costs"] is None, it
     for it, delays in planned_for.items():
         f = run.header(it)["fault"]
-        assert f["generator"] == ADAPT_GENERATOR and f["planned_for_ms"] == delays, it
+        assert f["generator"] == ADAPT and f["planned_for_ms"] == delays, it
         assert run.schedule(it) == run.planned(it) != ZB, it
     # a slow last link: the stages before it hold more forwards in flight than ZB; the move
     # to the first link is a different plan

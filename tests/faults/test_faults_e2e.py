@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.fault_plan import ADAPT_GENERATOR
 from engine.healthy_plan import healthy_schedule
-from engine.methods import resolve_method
+from engine.methods import METHODS, resolve_method
 from engine.oplog import iteration_times_ms, read_records
 from engine.planner.adapt import adapted_warmup
 from engine.planner.costs import StageCosts
@@ -26,6 +25,8 @@ from engine.planner.generators import generate
 from engine.planner.ir import Schedule
 from engine.planner.simulate import simulate
 from injector.control import ControlClient
+
+ADAPT = METHODS["pipemorph"].adapt_generator  # the generator PipeMorph re-plans with
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -149,10 +150,10 @@ def test_pipemorph_replans_from_the_next_iteration_and_beats_zb(runs):
     assert pm.schedule(FAULT_AT) == healthy and pm.header(FAULT_AT)["offload"]
     for it in FAULTY:
         h = pm.header(it)
-        assert h["fault"]["generator"] == ADAPT_GENERATOR
+        assert h["fault"]["generator"] == ADAPT
         assert h["fault"]["planned_for_ms"] == [0.0, 0.0, DELAY_S * 1000.0]
         costs = StageCosts(**{k: tuple(v) for k, v in h["costs"].items()})
-        expected = generate(ADAPT_GENERATOR, S, N, costs, (0.0, 0.0, DELAY_S * 1000.0))
+        expected = generate(ADAPT, S, N, costs, (0.0, 0.0, DELAY_S * 1000.0))
         assert pm.schedule(it) == expected  # the planner's plan for the logged costs
         delays = (0.0, 0.0, DELAY_S * 1000.0)
         rule = generate("pipemorph", S, N, costs, delays)

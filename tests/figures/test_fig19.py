@@ -1,30 +1,57 @@
-"""Fig 19 end to end on a tiny grid: compute writes sane numbers, plot draws the files."""
+"""Fig 19 end to end on a tiny grid: compute writes sane numbers, plot draws the files; the
+expensive "MILP from pipemorph alone" line only with ``extras``."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from figures.fig19 import FIGURE, QUICK, Fig19Config, summarize
+import figures.fig19 as fig19
+from figures.cells import base_spec
+from figures.fig19 import (
+    EXTRA_COLUMN,
+    EXTRAS_HINT,
+    FIGURE,
+    FULL,
+    QUICK,
+    Fig19Config,
+    has_extras,
+    summarize,
+)
 from figures.registry import get_figure
 from figures.simulated import MissingDataError
 
 TINY = Fig19Config(sizes=((3, 6), (4, 8)), granularities=(10, 25), repeats=1, time_limit_s=10.0)
+SEARCH_KEYS = {"search_makespan", "search_proven", "search_solve_s", "search_searched"}
 
 
-@pytest.fixture(scope="module")
-def computed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("results")
+def _compute(root: Path, extras: bool) -> Path:
     seen: list[tuple[int, int]] = []
-    FIGURE.compute_config(root / "fig19", TINY, progress=lambda d, t: seen.append((d, t)))
+    FIGURE.compute_config(root / "fig19", TINY, progress=lambda d, t: seen.append((d, t)),
+                          extras=extras)
     assert seen[-1] == (4, 4)
     return root
 
 
+@pytest.fixture(scope="module")
+def computed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _compute(tmp_path_factory.mktemp("results"), extras=False)
+
+
+@pytest.fixture(scope="module")
+def computed_extras(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _compute(tmp_path_factory.mktemp("results_extras"), extras=True)
+
+
+def _data(root: Path) -> dict[str, Any]:
+    return json.loads((root / "fig19" / "fig19.data.json").read_text())
+
+
 def test_compute_writes_sane_instances(computed: Path):
-    data = json.loads((computed / "fig19" / "fig19.data.json").read_text())
+    data = _data(computed)
     rows = data["instances"]
     assert {(r["S"], r["N"], r["b"]) for r in rows} == {
         (3, 6, 10), (3, 6, 25), (4, 8, 10), (4, 8, 25)
@@ -34,13 +61,51 @@ def test_compute_writes_sane_instances(computed: Path):
         assert r["ilp_makespan"] <= r["pipemorph_makespan"]
         assert r["ilp_makespan"] <= r["pipemorph+_makespan"] <= r["pipemorph_makespan"]
         assert r["ilp_proven"]  # these sizes prove in well under a second
-        # The MILP started from pipemorph alone: never worse than that start, never better
-        # than the proven optimum.
-        assert r["ilp_makespan"] <= r["search_makespan"] <= r["pipemorph_makespan"]
         assert r["pipemorph_runtime_ms"] > 0 and r["ilp_solve_s"] > 0
         assert len(r["delays_ms"]) == r["S"] - 1
         assert all(0 <= d <= 20 for d in r["delays_ms"])
         assert all(r["b"] * 0.9 - 1 <= c <= 2 * r["b"] * 1.1 + 1 for c in r["costs_ms"]["tf"])
+
+
+def test_default_compute_leaves_the_extra_line_out(computed: Path):
+    data = _data(computed)
+    assert data["extras"] is False
+    assert data["left_out"] == ["MILP from pipemorph alone"]
+    assert all(not SEARCH_KEYS & r.keys() for r in data["instances"])
+    assert not has_extras(data["instances"])
+
+
+def test_extras_compute_the_milp_from_pipemorph_alone(computed: Path, computed_extras: Path):
+    data = _data(computed_extras)
+    assert data["extras"] is True and data["left_out"] == []
+    plain = {(r["S"], r["N"], r["b"], r["seed"]): r for r in _data(computed)["instances"]}
+    for r in data["instances"]:
+        assert SEARCH_KEYS <= r.keys()
+        # Never worse than its start, never better than the proven optimum.
+        assert r["ilp_makespan"] <= r["search_makespan"] <= r["pipemorph_makespan"]
+        assert r["search_solve_s"] >= 0
+        # The extras add a line; they change none of the default numbers.
+        same = plain[(r["S"], r["N"], r["b"], r["seed"])]
+        for key in ("ilp_makespan", "ilp_proven", "pipemorph_makespan", "pipemorph+_makespan"):
+            assert r[key] == same[key]
+
+
+def test_compute_passes_extras_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``compute`` (what ``pmctl run`` calls) runs the extra line only when asked."""
+    calls: list[bool] = []
+
+    def fake(S: int, N: int, b: int, seed: int, limit: float, extras: bool = True) -> dict:
+        calls.append(extras)
+        return {"S": S, "N": N, "b": b, "seed": seed}
+
+    monkeypatch.setattr(fig19, "solve_instance", fake)
+    FIGURE.compute(tmp_path / "a" / "fig19", quick=True)
+    n = len(QUICK.sizes) * len(QUICK.granularities) * QUICK.repeats
+    assert calls == [False] * n
+    calls.clear()
+    FIGURE.compute(tmp_path / "b" / "fig19", quick=True, extras=True)
+    assert calls == [True] * n
+    assert _data(tmp_path / "a")["extras"] is False and _data(tmp_path / "b")["extras"] is True
 
 
 def test_plot_draws_files_and_table(computed: Path):
@@ -57,10 +122,43 @@ def test_plot_draws_files_and_table(computed: Path):
         assert cell["proven"] == cell["instances"] == 2
         assert 0 <= cell["pipemorph+_gap_pct_mean"] <= cell["pipemorph_gap_pct_mean"] + 1e-9
         assert cell["pipemorph_gap_pct_max"] >= cell["pipemorph_gap_pct_mean"]
+        # panel (a): the gap per granularity, one line per (S, N)
+        assert [g["b"] for g in cell["by_granularity"]] == [10, 25]
+        assert all(g["instances"] == 1 for g in cell["by_granularity"])
+
+
+def test_default_plot_says_what_was_left_out(computed: Path):
+    report = get_figure("fig19").plot(computed)
+    assert EXTRA_COLUMN not in report.columns
+    left_out = [n for n in report.notes if n.startswith("left out")]
+    assert len(left_out) == 1
+    assert "MILP from pipemorph alone" in left_out[0] and EXTRAS_HINT in left_out[0]
+    assert "ILP proven optimal on 4 of 4 instances" in " ".join(report.notes)
+    assert all(not any(k.startswith("search_") for k in c) for c in report.cells)
+
+
+def test_extras_plot_draws_the_line(computed_extras: Path):
+    report = get_figure("fig19").plot(computed_extras)
+    assert report.columns[-1] == EXTRA_COLUMN
+    assert all(len(row) == len(report.columns) for row in report.rows)
+    assert not any(n.startswith("left out") for n in report.notes)
+    assert any("MILP from PM" in n for n in report.notes)
+    assert all("search_solve_s_mean" in c for c in report.cells)
+
+
+def test_plot_copes_with_a_partly_extra_data_file(computed_extras: Path):
+    """A file where some rows lack the extra line: drawn without it, not as zeros."""
+    data = _data(computed_extras)
+    for key in SEARCH_KEYS:
+        data["instances"][0].pop(key)
+    (computed_extras / "fig19" / "fig19.data.json").write_text(json.dumps(data))
+    report = get_figure("fig19").plot(computed_extras)
+    assert EXTRA_COLUMN not in report.columns
+    assert any(n.startswith("left out") for n in report.notes)
 
 
 def test_summary_gap_is_relative_to_the_ilp():
-    base = {"S": 2, "N": 2, "ilp_bound": 100, "ilp_proven": True, "ilp_solve_s": 1.0,
+    base = {"S": 2, "N": 2, "b": 10, "ilp_bound": 100, "ilp_proven": True, "ilp_solve_s": 1.0,
             "pipemorph_runtime_ms": 1.0, "pipemorph+_runtime_ms": 2.0, "search_solve_s": 3.0,
             "search_proven": False}
     rows = [
@@ -74,6 +172,11 @@ def test_summary_gap_is_relative_to_the_ilp():
     assert s["pipemorph_gap_pct_mean"] == pytest.approx(3.0)
     assert s["pipemorph_gap_pct_max"] == pytest.approx(5.0)
     assert s["pipemorph+_gap_pct_max"] == pytest.approx(1.0)
+    assert s["by_granularity"] == [{"b": 10, "instances": 2, "pipemorph_gap_pct_mean": 3.0,
+                                    "pipemorph+_gap_pct_mean": 0.5}]
+    (plain,) = summarize([{k: v for k, v in r.items() if not k.startswith("search_")}
+                          for r in rows])
+    assert not any(k.startswith("search_") for k in plain)
 
 
 def test_plot_without_data_says_run_first(tmp_path: Path):
@@ -82,7 +185,14 @@ def test_plot_without_data_says_run_first(tmp_path: Path):
 
 
 def test_estimates_and_kind():
-    assert FIGURE.kind == "simulated" and FIGURE.cells(True) == []
-    assert FIGURE.estimate_seconds(True) < 120
-    assert FIGURE.estimate_seconds(False) > FIGURE.estimate_seconds(True)
+    base = base_spec()
+    assert FIGURE.kind == "simulated" and FIGURE.cells(base, True) == []
+    assert FIGURE.estimate_seconds(base, True) < 120
+    # The default full figure fits the simulated figures' ~3 minute share of `pmctl run all`.
+    assert FIGURE.estimate_seconds(base, False) < 60
+    assert FIGURE.estimate_seconds(base, False) > FIGURE.estimate_seconds(base, True)
+    assert FIGURE.estimate_seconds(base, False, extras=True) > 300
     assert QUICK.repeats < 5
+    assert FULL.sizes == ((3, 6), (4, 12), (6, 18), (8, 32))
+    assert FULL.granularities == (10, 15, 20, 25, 30) and FULL.repeats == 5
+

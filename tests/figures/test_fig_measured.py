@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fig_synthetic import FORWARD_MS, write_cell, write_oplogs
 
+from engine.oplog import iteration_times_ms, read_records
 from figures.cells import CELL_JSON, Cell, base_spec, cell_folder
 from figures.measured import (
     bubble_rates,
@@ -18,7 +19,6 @@ from figures.measured import (
     forward_ms,
     read_cell,
 )
-from engine.oplog import iteration_times_ms, read_records
 
 CELL = Cell("fig15", "zb", ((2, 3),), 0.06, fault_at=4, iterations=10)
 

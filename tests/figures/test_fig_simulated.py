@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 import pytest
 
-from figures.registry import get_figure, plot_figure
+from figures.registry import figure_names, get_figure, plot_figure
 from figures.simulated import MissingDataError
 
 pytest.importorskip("engine.planner.simulate")
@@ -48,7 +49,7 @@ def test_sim_compare_trend(tmp_path: Path) -> None:
     data = _computed(tmp_path, "sim-compare", quick=True)
     t = data["time_ms"]
     assert t["zb"][0] == t["pipemorph"][0]  # no delay: PipeMorph is ZB
-    assert all(p <= z for p, z in zip(t["pipemorph"], t["zb"]))
+    assert all(p <= z for p, z in zip(t["pipemorph"], t["zb"], strict=True))
     assert t["zb"][-1] - t["zb"][0] > 5 * (t["pipemorph"][-1] - t["pipemorph"][0])
     assert t["1f1b"][-1] > t["zb"][-1]
     plot_figure("sim-compare", tmp_path)
@@ -58,3 +59,19 @@ def test_sim_compare_trend(tmp_path: Path) -> None:
 def test_plot_without_data_says_run_first(tmp_path: Path) -> None:
     with pytest.raises(MissingDataError, match="pmctl run fig4"):
         plot_figure("fig4", tmp_path)
+
+
+@pytest.mark.parametrize("name", figure_names())
+def test_every_compute_takes_extras(name: str) -> None:
+    """``pmctl run --extras`` passes ``extras=`` to every figure's compute (default off)."""
+    params = inspect.signature(get_figure(name).compute).parameters
+    assert params["extras"].default is False
+
+
+def test_extras_change_nothing_where_a_figure_has_none(tmp_path: Path) -> None:
+    fig = get_figure("fig5")
+    fig.compute(tmp_path / "a", False)
+    fig.compute(tmp_path / "b", False, None, extras=True)
+    assert (tmp_path / "a" / "fig5.data.json").read_text() == (
+        tmp_path / "b" / "fig5.data.json"
+    ).read_text()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fig_synthetic import write_oplogs
 
+from engine.oplog import read_records
 from figures.perfetto import build_trace, write_trace
 from figures.timeline import NoOpsError, render_cell_timeline
-from engine.oplog import read_records
 
 REQUIRED = {
     "X": {"name", "cat", "ph", "ts", "dur", "pid", "tid"},

@@ -169,7 +169,8 @@ def _start_sshd(h: NetnsHost) -> subprocess.Popen[bytes]:
             return p
         except OSError:
             if p.poll() is not None:
-                raise RuntimeError(f"sshd for {h.name} exited: {h.config.with_suffix('.log').read_text()[-300:]}")
+                log = h.config.with_suffix(".log").read_text()[-300:]
+                raise RuntimeError(f"sshd for {h.name} exited: {log}") from None
             time.sleep(0.05)
     p.kill()
     raise RuntimeError(f"sshd for {h.name} did not listen")

@@ -21,8 +21,13 @@ CELL = ["fig15", "--quick", "--methods", "zb", "--delays", "60", "--iters", "3",
     ("args", "words"),
     [
         (["run", "fig99"], "unknown figure"),
-        (["run", "fig15", "--delays", "soon"], "bad delay"),
-        (["run", "fig15", "--links", "1_3"], "bad link"),
+        (["run", "fig15", "--delays", "soon"], "--delays: delay 'soon' is not a number"),
+        (["run", "fig15", "--links", "1_3"], "does not join adjacent stages"),
+        (["run", "fig15", "--links", "²_3", "--dry-run"], "not of the form A_B"),
+        (["run", "fig15", "--links", "4_5", "--dry-run"], "does not exist with 4 stages"),
+        (["run", "fig15", "--stages", "9", "--dry-run"], "preset cpu-small has 8 layers"),
+        (["run", "fig20", "--results", "bad.toml", "--dry-run"], "bad.toml: is not a folder"),
+        (["plot", "missing.toml"], "missing.toml"),
         (["run", "fig15", "--methods", "zz"], "unknown method"),
         (["run", "fig15", "--preset", "huge"], "unknown preset"),
         (["run", "fig15", "--iters", "3", "--fault-at", "5"], "outside 0..2"),
@@ -63,7 +68,7 @@ def test_local_run_skip_force_and_failure(tmp_path: Path, direct_inventory: Path
     inv = ["--inventory", str(direct_inventory)]
     first = run_pmctl(["run", *CELL, *inv], tmp_path, env)
     assert first.returncode == 0, first.stdout + first.stderr
-    cell = tmp_path / "results/quick/fig15/zb/2_3/0.06"
+    cell = tmp_path / "results/tiny-it3-at1-direct/fig15/zb/2_3/0.06"
     rec = json.loads((cell / "cell.json").read_text())
     assert rec["status"] == "done" and rec["mean_ms"] == pytest.approx(100.0)
     assert sorted(p.name for p in cell.glob("stage*.jsonl")) == [f"stage{i}.jsonl" for i in range(4)]
@@ -132,7 +137,7 @@ def test_ctrl_c_to_the_terminal_group_cleans_up(tmp_path: Path, direct_inventory
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, out + err
     assert _processes_under(tmp_path / "work") == []
-    rec = json.loads((tmp_path / "results/quick/fig15/zb/2_3/0.06/cell.json").read_text())
+    rec = json.loads((tmp_path / "results/tiny-it200-at1-direct/fig15/zb/2_3/0.06/cell.json").read_text())
     assert rec["status"] == "interrupted"
     assert not (tmp_path / ".pmctl/running.json").exists()
 
@@ -142,45 +147,89 @@ def test_cell_timeout_fails_the_cell_and_stops_everything(tmp_path: Path, direct
     env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=1.0))
     r = run_pmctl(["run", *CELL, "--iters", "200", "--timeout", "5", "--inventory", str(direct_inventory)], tmp_path, env)
     assert r.returncode == 1, r.stdout + r.stderr
-    rec = json.loads((tmp_path / "results/quick/fig15/zb/2_3/0.06/cell.json").read_text())
+    rec = json.loads((tmp_path / "results/tiny-it200-at1-direct/fig15/zb/2_3/0.06/cell.json").read_text())
     assert rec["status"] == "failed" and rec["reason"] == "timeout after 5 s"
     assert _processes_under(tmp_path / "work") == []
 
 
+EXPERIMENT = """
+name = "mine"
+preset = "tiny"
+iterations = 3
+fault_at = 1
+methods = ["zb"]
+links = ["2_3"]
+delays_ms = [60]
+"""
+
+
 @pytest.mark.slow
-def test_quick_and_full_results_keep_apart_and_other_specs_are_stale(tmp_path: Path, torchrun_inventory: Path) -> None:
+def test_specs_keep_apart_and_a_changed_experiment_is_stale(tmp_path: Path, torchrun_inventory: Path) -> None:
     # The local torchrun launcher: one agent starts all four stages.
     env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path, iter_s=0.05))
     args = ["fig15", "--methods", "zb", "--delays", "60", "--links", "2_3", "--fault-at", "1",
             "--preset", "tiny", "--inventory", str(torchrun_inventory)]
-    quick = run_pmctl(["run", "--quick", *args], tmp_path, env)
-    assert quick.returncode == 0, quick.stdout + quick.stderr
-    qcell = tmp_path / "results/quick/fig15/zb/2_3/0.06"
-    qrec = json.loads((qcell / "cell.json").read_text())
-    assert qrec["status"] == "done" and qrec["spec"]["iterations"] == 10
-    assert sorted(p.name for p in qcell.glob("stage*.jsonl")) == [f"stage{i}.jsonl" for i in range(4)]
-    assert sorted((qcell / "stage0.stdout").read_text().split("\n")[:-1]) == [f"stage {i} done" for i in range(4)]
-    assert (qcell / "timeline.png").exists()  # drawn after the cell committed
+    short = run_pmctl(["run", "--iters", "3", *args], tmp_path, env)
+    assert short.returncode == 0, short.stdout + short.stderr
+    # another spec than the paper's default: its own variant folder (torchrun is in the spec)
+    scell = tmp_path / "results/tiny-it3-at1-torchrun/fig15/zb/2_3/0.06"
+    srec = json.loads((scell / "cell.json").read_text())
+    assert srec["status"] == "done" and srec["spec"]["iterations"] == 3
+    assert srec["spec"]["launcher"] == "torchrun" and srec["spec"]["stages"] == 4
+    assert sorted(p.name for p in scell.glob("stage*.jsonl")) == [f"stage{i}.jsonl" for i in range(4)]
+    assert sorted((scell / "stage0.stdout").read_text().split("\n")[:-1]) == [f"stage {i} done" for i in range(4)]
+    assert (scell / "timeline.png").exists()  # drawn after the cell committed
 
-    # The full run has its own results: nothing of the quick run stands in or is replaced.
-    full = run_pmctl(["run", *args], tmp_path, env)
-    assert full.returncode == 0 and "skipped" not in full.stdout, full.stdout + full.stderr
-    cell = tmp_path / "results/fig15/zb/2_3/0.06"
-    rec = json.loads((cell / "cell.json").read_text())
-    assert rec["status"] == "done" and rec["spec"]["iterations"] == 15
-    assert json.loads((qcell / "cell.json").read_text()) == qrec
-
-    # A run of another spec into the same place: the result there is stale and re-runs, and
-    # the finished one it replaces moves to previous/.
-    other = [*args, "--iters", "12"]
-    plan = run_pmctl(["run", *other, "--dry-run"], tmp_path, env)
-    assert plan.returncode == 0 and "stale" in plan.stdout, plan.stdout + plan.stderr
-    assert run_pmctl(["run", *other], tmp_path, env).returncode == 0
-    assert json.loads((cell / "cell.json").read_text())["spec"]["iterations"] == 12
-    assert json.loads((cell / "previous" / rec["run_id"] / "cell.json").read_text()) == rec
-    status = run_pmctl(["status", "--json", "--inventory", str(torchrun_inventory)], tmp_path, env)
+    # Another spec has its own results: nothing of the first run stands in or is replaced.
+    longer = run_pmctl(["run", "--iters", "4", *args], tmp_path, env)
+    assert longer.returncode == 0 and "skipped" not in longer.stdout, longer.stdout + longer.stderr
+    lcell = tmp_path / "results/tiny-it4-at1-torchrun/fig15/zb/2_3/0.06"
+    assert json.loads((lcell / "cell.json").read_text())["spec"]["iterations"] == 4
+    assert json.loads((scell / "cell.json").read_text()) == srec
+    status = run_pmctl(["status", "--json", "--iters", "3", "--fault-at", "1", "--preset", "tiny",
+                        "--inventory", str(torchrun_inventory)], tmp_path, env)
+    assert status.returncode == 0, status.stderr
     fig15 = next(f for f in json.loads(status.stdout)["figures"] if f["figure"] == "fig15")
-    assert fig15["stale"] == 1 and fig15["done"] == 0
+    assert fig15["done"] == 1
+
+    # An experiment file that changed since its run: the stored result is stale and re-runs,
+    # and the finished one it replaces moves to previous/.
+    exp = tmp_path / "mine.toml"
+    exp.write_text(EXPERIMENT)
+    inv = ["--inventory", str(torchrun_inventory)]
+    assert run_pmctl(["run", str(exp), *inv], tmp_path, env).returncode == 0
+    cell = tmp_path / "results/mine/zb/2_3/0.06"
+    rec = json.loads((cell / "cell.json").read_text())
+    exp.write_text(EXPERIMENT.replace("iterations = 3", "iterations = 4"))
+    plan = run_pmctl(["run", str(exp), "--dry-run", *inv], tmp_path, env)
+    assert plan.returncode == 0 and "stale" in plan.stdout, plan.stdout + plan.stderr
+    assert run_pmctl(["run", str(exp), *inv], tmp_path, env).returncode == 0
+    assert json.loads((cell / "cell.json").read_text())["spec"]["iterations"] == 4
+    assert json.loads((cell / "previous" / rec["run_id"] / "cell.json").read_text()) == rec
+
+
+@pytest.mark.slow
+def test_eight_stage_experiment_end_to_end(tmp_path: Path, local_inventory: Path) -> None:
+    # The real engine: an experiment file with 8 stages on the 4-stage local inventory.
+    exp = tmp_path / "eight.toml"
+    exp.write_text('name = "eight-stages"\npreset = "tiny"\nstages = 8\nmicrobatches = 8\n'
+                   'iterations = 4\nfault_at = 1\nmethods = ["zb", "pipemorph"]\n'
+                   'links = ["6_7"]\ndelays_ms = [40]\n')
+    r = run_pmctl(["run", str(exp), "--inventory", str(local_inventory)], tmp_path, pmctl_env(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    for method in ("zb", "pipemorph"):
+        cell = tmp_path / "results/eight-stages" / method / "6_7/0.04"
+        rec = json.loads((cell / "cell.json").read_text())
+        assert rec["status"] == "done" and rec["spec"]["stages"] == 8
+        assert sorted(p.name for p in cell.glob("stage*.jsonl")) == [f"stage{i}.jsonl" for i in range(8)]
+    plot = run_pmctl(["plot", str(exp), "--json", "--inventory", str(local_inventory)], tmp_path, pmctl_env(tmp_path))
+    assert plot.returncode == 0, plot.stderr
+    data = json.loads(plot.stdout)
+    assert data["figure"] == "eight-stages"
+    assert [(c["method"], c["status"], c["stages"]) for c in data["cells"]] == [
+        ("zb", "done", 8), ("pipemorph", "done", 8)]
+    assert all(c["iteration_time_s"] > 0 for c in data["cells"])
+    assert _processes_under(tmp_path / "work") == []
 
 
 @pytest.mark.slow
@@ -190,7 +239,7 @@ def test_real_engine_on_the_default_fork_launcher(tmp_path: Path, local_inventor
             "--fault-at", "1", "--preset", "tiny", "--inventory", str(local_inventory)]
     r = run_pmctl(args, tmp_path, pmctl_env(tmp_path))
     assert r.returncode == 0, r.stdout + r.stderr
-    cell = tmp_path / "results/quick/fig15/pipemorph/2_3/0.06"
+    cell = tmp_path / "results/tiny-it4-at1/fig15/pipemorph/2_3/0.06"
     rec = json.loads((cell / "cell.json").read_text())
     assert rec["status"] == "done" and rec["launcher"] == "fork"
     assert sorted(rec["iteration_ms"]) == ["0", "1", "2", "3"]
@@ -234,7 +283,7 @@ def test_killed_forked_stage_fails_the_cell_and_nothing_is_left(tmp_path: Path, 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 1, out + err
-    rec = json.loads((tmp_path / "results/quick/fig15/zb/2_3/0.06/cell.json").read_text())
+    rec = json.loads((tmp_path / "results/tiny-it200-at1/fig15/zb/2_3/0.06/cell.json").read_text())
     assert rec["status"] == "failed"
     assert rec["reason"].startswith("fork (stages 0-3) on stage0 exited with 137: forkrun: local rank ")
     assert rec["reason"].endswith("was killed by SIGKILL")

@@ -17,7 +17,13 @@ from tests.orchestration.support import NetnsCluster, fake_entry, pmctl_env, run
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 CELL_ARGS = ["fig15", "--quick", "--methods", "zb", "--delays", "60", "--iters", "4", "--fault-at", "1", "--preset", "tiny"]
-CELL_DIR = Path("results/quick/fig15/zb/2_3/0.06")
+CELL_DIR = "fig15/zb/2_3/0.06"  # below the results folder of the run's spec variant
+
+
+def _cell_dir(tmp_path: Path) -> Path:
+    """The folder of the one fig15 cell a test ran (whatever its spec's results folder)."""
+    (found,) = [p for p in (tmp_path / "results").glob(f"**/{CELL_DIR}") if p.is_dir()]
+    return found
 
 
 def test_setup_fast_path_records_facts_per_host(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
@@ -76,7 +82,7 @@ def test_run_status_and_results_through_ssh(netns_cluster: NetnsCluster, tmp_pat
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out + err
-    cell = tmp_path / CELL_DIR
+    cell = _cell_dir(tmp_path)
     record = json.loads((cell / "cell.json").read_text())
     assert record["status"] == "done"
     assert record["exit_codes"] == {"h0": 0, "h1": 0, "h2": 0, "h3": 0}
@@ -107,7 +113,7 @@ def test_stop_from_another_shell_stops_everything(netns_cluster: NetnsCluster, t
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130
     assert netns_cluster.our_processes() == []
-    assert json.loads((tmp_path / CELL_DIR / "cell.json").read_text())["status"] == "interrupted"
+    assert json.loads((_cell_dir(tmp_path) / "cell.json").read_text())["status"] == "interrupted"
     again = run_pmctl(["stop"], tmp_path, pmctl_env(tmp_path))
     assert again.returncode == 0 and "nothing running" in again.stdout
 
@@ -124,7 +130,7 @@ def test_sigint_cleans_up_everything(netns_cluster: NetnsCluster, tmp_path: Path
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, out + err
     assert netns_cluster.our_processes() == []
-    record = json.loads((tmp_path / CELL_DIR / "cell.json").read_text())
+    record = json.loads((_cell_dir(tmp_path) / "cell.json").read_text())
     assert record["status"] == "interrupted"
     assert not (tmp_path / ".pmctl" / "running.json").exists()
 
@@ -145,7 +151,7 @@ def test_killed_stage_fails_the_cell_and_leaves_nothing(netns_cluster: NetnsClus
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 1, out + err
-    record = json.loads((tmp_path / CELL_DIR / "cell.json").read_text())
+    record = json.loads((_cell_dir(tmp_path) / "cell.json").read_text())
     assert record["status"] == "failed"
     assert "h2" in record["reason"]
     assert netns_cluster.our_processes() == []
@@ -165,7 +171,7 @@ def test_host_with_sshd_down_fails_fast_naming_it(netns_cluster: NetnsCluster, t
     assert run.returncode == 2 and "h1" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
     assert elapsed < 60  # bounded by the inventory's 5 s connect timeout, not a hang
-    assert not (tmp_path / CELL_DIR).exists()
+    assert not list(tmp_path.glob(f"results/**/{CELL_DIR}"))
 
 
 def test_unknown_host_key_refused_without_opt_in(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
@@ -212,7 +218,7 @@ def test_wheel_deploy_then_run_from_the_host_venvs(netns_cluster: NetnsCluster, 
 
     run = run_pmctl(["run", *CELL_ARGS, "--iters", "3", "--inventory", str(inv)], tmp_path, env, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    record = json.loads((tmp_path / CELL_DIR / "cell.json").read_text())
+    record = json.loads((_cell_dir(tmp_path) / "cell.json").read_text())
     assert record["status"] == "done" and record["launcher"] == "torchrun"
     assert netns_cluster.our_processes() == []
 
@@ -269,7 +275,8 @@ def test_two_stages_per_host_run_in_host_order_then_local_rank(
     assert sorted(p.name for p in outcome.folder.glob("stage*.jsonl")) == [f"stage{s}.jsonl" for s in range(4)]
     netns = [os.readlink(f"/proc/{netns_cluster.pids(i)[0]}/ns/net") for i in (0, 1)]  # sshd's
     for s in range(4):
-        ops = [r for r in map(json.loads, (outcome.folder / f"stage{s}.jsonl").read_text().splitlines()) if r["kind"] == "op"]
+        records = map(json.loads, (outcome.folder / f"stage{s}.jsonl").read_text().splitlines())
+        ops = [r for r in records if r["kind"] == "op"]
         assert {r["stage"] for r in ops} == {s} and {r["iter"] for r in ops} == {0, 1, 2}
         host, local = divmod(s, 2)
         where = json.loads((probe / f"rank{s}.json").read_text())

@@ -15,8 +15,8 @@ from engine.planner.generators import generate
 from engine.planner.ilp import fifo_normal_form, solve_ilp
 from engine.planner.ilp_cap import capped_schedule
 from engine.planner.ilp_model import build_instance
-from engine.planner.ilp_windows import compute_windows, one_machine_bound
 from engine.planner.ilp_solvers import available_solvers, solve
+from engine.planner.ilp_windows import compute_windows, one_machine_bound
 from engine.planner.instances import random_instance
 from engine.planner.ir import Op, OpKind, Schedule
 from engine.planner.simulate import simulate

@@ -16,7 +16,7 @@ def test_one_column_per_op_shows_the_zb_timeline_exactly():
     rows = timeline_rows(r.ops, 4, r.iteration_time, width=39)  # one column = 10 = one op
     assert rows[0].startswith("FfFfFfFBfbFBfbFBfbWBwbWBwbWBwbWwWwWw")
     assert rows[3].startswith("...FBfbFBfbFBfbFBfbFBfbFBfbWwWwWwWwWwWw")
-    for s, row in enumerate(rows):
+    for row in rows:
         assert len(row) == 39
         assert row.count(".") * 10 == r.iteration_time - 360  # idle = T - busy
 
