@@ -96,6 +96,7 @@ def read_cell_json(folder: Path) -> dict[str, Any] | None:
 
 
 def same_spec(cell: CellSpec, record: dict[str, Any] | None) -> bool:
-    """Whether a ``cell.json`` record was produced by exactly this cell's spec (a ``--quick``
-    result is not a full one, nor one with other stages, preset, device or delegates)."""
-    return bool(record) and record.get("spec") == cell.to_json()
+    """Whether a ``cell.json`` record was produced by exactly this cell's spec: its stored
+    ``spec_hash`` is the cell's identity (a result of other stages, preset, device or
+    delegates, or of an older pmctl that stored no hash, is another cell's)."""
+    return bool(record) and record.get("spec_hash") == cell.spec_hash

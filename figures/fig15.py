@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from engine.methods import METHODS
 from figures.base import FigureReport
 from figures.cells import Cell, Link, links_key
 from figures.measured import MeasuredFigure, last_link
@@ -18,8 +19,6 @@ from figures.table import Comparison, Measured, gather, save_report
 
 DELAYS = (0.02, 0.04, 0.06, 0.08, 0.10, 0.12)
 QUICK_DELAYS = (0.06, 0.12)
-# The healthy run each method's 0 ms point comes from.
-ZERO_MS_SOURCE = {"1f1b": "1f1b", "zb": "zb", "pipemorph-cpu": "zb", "pipemorph": "zb"}
 
 
 class Fig15(MeasuredFigure):
@@ -76,8 +75,11 @@ class Fig15(MeasuredFigure):
 
 def _point(data: Measured, faulty: list[Cell], method: str, delay_s: float) -> Comparison | None:
     if delay_s == 0:
+        # with no fault a method runs its healthy schedule inline: 1F1B's, or ZB's (fig20's
+        # cells of those two; all-cpu offloads even then, so it is its own)
+        source = method if METHODS[method].offload == "always" else METHODS[method].healthy_schedule
         return next((c for c in data.comparisons if c.result.cell.healthy
-                     and c.result.cell.method == ZERO_MS_SOURCE.get(method, method)), None)
+                     and c.result.cell.method == source), None)
     cell = next((c for c in faulty if c.method == method and c.delay_s == delay_s), None)
     return data.find(method, cell) if cell is not None else None
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.methods import METHODS
 from engine.opkind import OpKind
 from engine.oplog import LAST_ITERATIONS, RecordLike, iteration_times_ms, read_typed, split_records, summarize
 from figures.base import Progress
@@ -154,7 +155,7 @@ def estimate_seconds(cells: list[Cell]) -> float:
     for c in cells:
         faulty = 0 if c.healthy else c.iterations - c.fault_at
         delay = c.delay_s if math.isfinite(c.delay_s) else 0.0
-        per_mb = delay if c.method in ("zb", "1f1b") else delay / 4
+        per_mb = delay if METHODS[c.method].offload == "never" else delay / 4
         total += _CELL_STARTUP_S + c.iterations * _HEALTHY_ITERATION_S + faulty * per_mb * c.microbatches
     return total
 
@@ -217,6 +218,8 @@ class MeasuredFigure:
         healthy = [m for m in self.healthy_methods if not axes.methods or m in axes.methods]
         if axes.delays_s and 0 not in axes.delays_s or axes.link_sets and () not in axes.link_sets:
             healthy = []
+        elif 0 in axes.delays_s or () in axes.link_sets:  # no-fault cells asked for: every method's
+            healthy = list(dict.fromkeys([*healthy, *methods]))
         figure = self.cells_figure or self.name
         out = [nofault_cell(base, m) for m in healthy]
         out += [base.with_fault(figure, m, links, d)

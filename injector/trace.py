@@ -22,19 +22,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from injector.trace_parse import (
-    Kind,
-    Link,
-    TraceError,
-    TraceLine,
-    parse_line,
-    parse_link,
-)
+from injector.links import Link, delay_text, links_key, parse_link
+from injector.trace_parse import Kind, TraceError, TraceLine, parse_line
 
-__all__ = [
-    "HEALTHY", "Fault", "Link", "Trace", "TraceError", "load_trace", "parse_link",
-    "parse_trace", "trace_hash",
-]
+__all__ = ["HEALTHY", "Fault", "Trace", "TraceError", "load_trace", "parse_trace", "trace_hash"]
 
 
 @dataclass(frozen=True)
@@ -91,8 +82,9 @@ class Fault:
 
     @property
     def links_text(self) -> str:
-        """The trace spelling of the links (``0_1,2_3``; empty when none)."""
-        return ",".join(f"{a}_{b}" for a, b in self.links)
+        """The trace spelling of the links (``0_1,2_3``; empty when none, where
+        ``links_key`` says ``none``: an empty LINKS field is what a trace line holds)."""
+        return links_key(self.links) if self.links else ""
 
     def link_delays_s(self, num_stages: int) -> tuple[float, ...]:
         """Delay per link (link i joins stage i and i+1): 0 healthy, ``inf`` down; a NIC
@@ -116,7 +108,7 @@ class Fault:
             return f"{when};;0"
         uniform = len(set(self.delays_s)) == 1
         delays = self.delays_s[:1] if uniform else self.delays_s
-        return f"{when};{self.links_text};{','.join(_delay_text(d) for d in delays)}"
+        return f"{when};{self.links_text};{','.join(delay_text(d) for d in delays)}"
 
     def to_json(self) -> dict[str, Any]:
         """Strict-JSON form (a link that is down has delay ``null``: JSON has no infinity)."""
@@ -156,10 +148,6 @@ HEALTHY = Fault()
 
 def _json_delay(value: Any) -> float:
     return math.inf if value is None or value == "inf" else float(value)
-
-
-def _delay_text(delay_s: float) -> str:
-    return "inf" if math.isinf(delay_s) else repr(delay_s)
 
 
 def _seconds_text(seconds: float) -> str:

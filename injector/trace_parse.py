@@ -4,13 +4,15 @@
 
 WHEN is a 0-based iteration (``7``: the artifact's ``ITER;LINKS;DELAY``) or, with a decimal
 point, seconds (``12.5``: a time-based line, counted from the start of the cell's
-``fault_at`` iteration). LINKS is comma-separated adjacent-stage pairs (``0_1,2_3``). DELAYS
-is seconds per message, or ``inf`` for a link that is down: one value for every listed link,
+``fault_at`` iteration). LINKS is comma-separated adjacent-stage pairs (``0_1,2_3``; ``2-3``
+and ``3_2`` mean ``2_3``, as on the command line). DELAYS is seconds per message (``60ms`` and
+``0.06s`` are read too), or ``inf`` for a link that is down: one value for every listed link,
 or one value per link in the order listed. An empty LINKS field takes one delay: ``0`` is
 healthy again, ``inf`` is a NIC crash (the GPU-direct path is down on every link).
 
-This module parses one line into a ``TraceLine``; ``injector.trace`` builds the timeline.
-Every error is a ``TraceError`` of one line naming the line number and the reason.
+This module parses one line into a ``TraceLine``; ``injector.trace`` builds the timeline. Links
+and delays are read by ``injector.links`` (the one link and delay parser); every error is a
+``TraceError`` of one line naming the line number and the reason.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-Link = tuple[int, int]
+from injector.links import Link, LinkError, parse_delay, parse_link
+
 Kind = Literal["iteration", "time"]
 
 
@@ -97,38 +100,11 @@ def _parse_when(text: str, lineno: int) -> tuple[Kind, float]:
 
 
 def _parse_delay(text: str, lineno: int) -> float:
-    if text.lower() == "inf":
-        return math.inf
+    """Seconds by default (``0.06``), ``60ms``, ``0.06s`` or ``inf``."""
     try:
-        delay = float(text)
-    except ValueError:
-        raise TraceError(
-            f"line {lineno}: delay {text!r} is not a number of seconds or 'inf'"
-        ) from None
-    if math.isnan(delay) or math.isinf(delay):
-        raise TraceError(f"line {lineno}: delay {text!r} is not a finite number (use 'inf')")
-    if delay < 0:
-        raise TraceError(f"line {lineno}: delay {text} is negative")
-    return delay
-
-
-def parse_link(text: str, num_stages: int | None = None) -> Link:
-    """Parses one link ``A_B`` of adjacent stages (``3_2`` is ``(2, 3)``); with ``num_stages``
-    the link must exist. Raises ``TraceError`` with a one-line reason."""
-    parts = text.strip().split("_")
-    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
-        raise TraceError(f"link {text!r} is not of the form A_B (e.g. 2_3)")
-    a, b = sorted(int(p) for p in parts)
-    if b != a + 1:
-        raise TraceError(f"link {text} does not join adjacent stages ({a} and {b})")
-    if num_stages is not None and b >= num_stages:
-        raise TraceError(
-            f"link {text} does not exist with {num_stages} stages "
-            f"(links are 0_1 .. {num_stages - 2}_{num_stages - 1})"
-            if num_stages > 1
-            else f"link {text} does not exist: a single stage has no links"
-        )
-    return (a, b)
+        return parse_delay(text, default_unit="s")
+    except LinkError as exc:
+        raise TraceError(f"line {lineno}: {exc}") from None
 
 
 def _parse_links(text: str, lineno: int, num_stages: int) -> tuple[Link, ...]:
@@ -139,7 +115,7 @@ def _parse_links(text: str, lineno: int, num_stages: int) -> tuple[Link, ...]:
     for item in (x.strip() for x in text.split(",")):
         try:
             link = parse_link(item, num_stages)
-        except TraceError as exc:
+        except LinkError as exc:
             raise TraceError(f"line {lineno}: {exc}") from None
         if link in links:
             raise TraceError(f"line {lineno}: link {item} is listed twice")

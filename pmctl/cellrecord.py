@@ -1,5 +1,5 @@
-"""A cell's record: ``cell.json`` (spec, status, exit codes, host facts with each host's
-stages, versions, launcher, iteration times) and its timeline picture."""
+"""A cell's record: ``cell.json`` (spec and its hash, status, exit codes, host facts with each
+host's stages, versions, iteration times) and its timeline picture."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def make_record(
 ) -> CellRecord:
     inv = session.inventory
     return CellRecord(
-        spec=cell.to_json(), status=status, run_id=run_id, started=started, ended=now(),
-        reason=reason, exit_codes=exit_codes, hosts=host_facts(session),
-        versions=session.versions(), inventory=str(inv.path), launcher=inv.cluster.launcher,
+        spec=cell.to_json(), spec_hash=cell.spec_hash, status=status, run_id=run_id,
+        started=started, ended=now(), reason=reason, exit_codes=exit_codes,
+        hosts=host_facts(session), versions=session.versions(), inventory=str(inv.path),
     )
 
 

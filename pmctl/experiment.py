@@ -94,7 +94,15 @@ def cluster_stages(inv: Inventory, req: RunRequest) -> int | None:
             "the experiment files want different stage counts: "
             + ", ".join(f"{t} {n}" for t, n in counts.items()), "pmctl run",
             "run them one at a time, or pass --stages")
-    return next(iter(counts.values()), None)
+    stages = next(iter(counts.values()), None)
+    figures = [t for t in req.targets if not is_experiment_file(t)]
+    if figures and stages not in (None, inv.stages):
+        # the figures would silently run at the file's stage count, into another folder
+        raise UserError(
+            f"the experiment files run {stages} stages, the inventory {inv.stages}: the figures "
+            f"{', '.join(figures)} would change with them", "pmctl run",
+            "run the figures and the files separately, or pass --stages")
+    return stages
 
 
 def plan(session: Session, req: RunRequest) -> tuple[list, list[PlannedCell]]:
@@ -106,8 +114,9 @@ def plan(session: Session, req: RunRequest) -> tuple[list, list[PlannedCell]]:
     files = [t for t in req.targets if is_experiment_file(t)]
     names = [t for t in req.targets if t not in files]
     figures = resolve_figures(names) if names else []
-    base = base_for(inv, req.options)
-    cells = figure_cells(figures, req.results, base, req.quick, req.selection)
+    cells = []
+    if figures:  # an experiment file's spec need not suit the inventory's defaults
+        cells = figure_cells(figures, req.results, base_for(inv, req.options), req.quick, req.selection)
     for path in files:
         cells += load_experiment(Path(path), inv, req.options, req.selection).planned(req.results)
     for p in cells:

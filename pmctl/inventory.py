@@ -119,10 +119,6 @@ class Inventory:
         """Stages on each host (the same on every host: validated)."""
         return self.hosts[0].num_stages
 
-    def host_of(self, stage: int) -> Host:
-        """The host that runs ``stage``."""
-        return next(h for h in self.hosts if stage in h.stage_range)
-
     def with_stages(self, stages: int) -> Inventory:
         """The same cluster with ``stages`` stages (``--stages``): a local cluster grows or
         shrinks its hosts (keeping the stages per host); an SSH one must already match."""
@@ -139,12 +135,10 @@ class Inventory:
                 f"--stages {stages}: need a multiple of {per} (stages per host), at least 2",
                 str(self.path), f"choose e.g. {max(2, per) * 2}",
             )
-        first = self.hosts[0]
+        # Each new host gets its own work dir, as the hosts of `stages = N` have.
         hosts = tuple(
-            replace(first, name=f"stage{i * per}", stage=i * per,
+            replace(self.hosts[0], name=f"stage{i * per}", stage=i * per,
                     work_dir=f"{self.cluster.work_dir}/stage{i * per}")
-            if first.work_dir == f"{self.cluster.work_dir}/{first.name}"
-            else replace(first, name=f"stage{i * per}", stage=i * per)
             for i in range(stages // per)
         )
         return replace(self, hosts=hosts)

@@ -59,15 +59,9 @@ def rendezvous(inv: Inventory, master_port: int) -> Rendezvous:
     return Rendezvous(len(inv.hosts), inv.stages_per_host, inv.master.address, master_port)
 
 
-def stages_per_node(inv: Inventory) -> int:
-    """``LOCAL_WORLD_SIZE`` of the stages: the inventory's stages per host over SSH, every
-    stage on the local cluster (one machine, one node)."""
-    return rendezvous(inv, 0).nproc_per_node
-
-
 def cell_fields(inv: Inventory) -> dict[str, Any]:
     """The spec fields of a cell run on ``inv``: its stages, stages per host (per inventory
-    host; on the local cluster the stages nevertheless see one node, ``stages_per_node``),
+    host; on the local cluster the stages nevertheless see one node, see ``rendezvous``),
     device and launcher."""
     return {
         "stages": inv.stages, "stages_per_host": inv.stages_per_host,
@@ -205,5 +199,5 @@ def stage_env(inv: Inventory, proc: StageProcess, rdzv: Rendezvous, run_dir: str
 __all__ = [
     "ENGINE_ENTRY", "LAUNCHERS", "AgentLauncher", "DirectLauncher", "Launcher", "StageProcess",
     "cell_fields", "check_cell", "describe", "engine_argv", "launcher_of", "one_machine",
-    "rendezvous", "stage_command", "stage_env", "stages_per_node",
+    "rendezvous", "stage_command", "stage_env",
 ]

@@ -133,7 +133,10 @@ def figure_cells(figures: list[Figure], results: Path, base: CellSpec, quick: bo
             continue
         for c in fig.cells(base, quick, axes):
             planned = PlannedCell(_checked(c), root)
-            cells.setdefault(planned.folder, planned)
+            known = cells.setdefault(planned.folder, planned)
+            if known.cell != c:  # two specs, one folder (e.g. delays equal to 6 digits)
+                raise UserError(f"two cells would share {planned.folder}", "pmctl run",
+                                "make the delays differ in their first 6 significant digits")
     return list(cells.values())
 
 

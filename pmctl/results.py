@@ -48,6 +48,7 @@ class CellRecord:
     """What ``cell.json`` holds besides the stage logs next to it."""
 
     spec: dict[str, Any]
+    spec_hash: str  # the cell's identity (``CellSpec.spec_hash``): a result counts only for it
     status: str
     run_id: str
     started: str
@@ -57,7 +58,6 @@ class CellRecord:
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> stage, address, facts
     versions: dict[str, Any] = field(default_factory=dict)
     inventory: str = ""
-    launcher: str = ""  # how the stages were started (inventory cluster.launcher)
     iteration_ms: dict[str, float] = field(default_factory=dict)
     mean_ms: float | None = None
 

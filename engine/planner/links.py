@@ -1,14 +1,17 @@
-"""Per-link delays from ``a_b=MS`` strings: link ``a_b`` joins adjacent stages a and b=a+1."""
+"""Per-link delays from ``a_b=MS`` strings: link ``a_b`` joins adjacent stages a and b=a+1.
+
+The link and the delay are read by ``injector.links`` (the one link and delay parser), so
+``--delay`` says what ``--links``/``--delay`` say elsewhere: ``2_3``, ``3_2`` or ``2-3``;
+milliseconds by default (``20``), or ``20ms``/``0.02s``. The planner has no crashed links:
+``inf`` is refused.
+"""
 
 from __future__ import annotations
 
 import math
-import re
 
 from engine.planner.errors import PlanningError
-from injector.trace import TraceError, parse_link
-
-_SPEC_RE = re.compile(r"^\s*(\d+)_(\d+)\s*=\s*(\S+)\s*$")
+from injector.links import LinkError, parse_delay, parse_link
 
 
 def parse_number(text: str, what: str) -> float:
@@ -34,21 +37,28 @@ def parse_link_delays(specs: list[str], num_stages: int) -> tuple[float, ...]:
     delays: list[float] = [0] * max(num_stages - 1, 0)
     seen: set[int] = set()
     for spec in specs:
-        m = _SPEC_RE.match(spec)
-        if not m:
+        link_text, eq, delay_text = spec.partition("=")
+        if not eq:
             raise PlanningError(f"delay {spec!r}: expected a_b=MS, e.g. 0_1=10")
         try:
-            a, b = parse_link(f"{m.group(1)}_{m.group(2)}", num_stages)
-        except TraceError as exc:
+            a, b = parse_link(link_text, num_stages)
+            delay_s = parse_delay(delay_text, default_unit="ms")
+        except LinkError as exc:
             raise PlanningError(f"delay {spec!r}: {exc}") from None
         if a in seen:
             raise PlanningError(f"delay {spec!r}: link {a}_{b} is given twice")
-        value = parse_number(m.group(3), f"delay {spec!r}")
-        if value < 0:
-            raise PlanningError(f"delay {spec!r}: a delay must be >= 0")
+        if math.isinf(delay_s):
+            raise PlanningError(f"delay {spec!r}: a delay must be finite (the planner has no crashed links)")
         seen.add(a)
-        delays[a] = value
+        delays[a] = _milliseconds(delay_s)
     return tuple(delays)
+
+
+def _milliseconds(delay_s: float) -> float:
+    """Seconds back to the planner's milliseconds, an int when whole (integer inputs keep
+    integer times); rounded to 1e-9 ms so ``1.5`` stays 1.5 after the trip through seconds."""
+    ms = round(delay_s * 1e3, 9)
+    return int(ms) if ms.is_integer() else ms
 
 
 def check_delays(delays: tuple[float, ...], num_stages: int) -> None:

@@ -59,7 +59,7 @@ def write_cell(
         write_oplogs(path, times_ms, delay_ms=cell.delay_s * 1000)
     if with_timeline:
         (path / "timeline.png").write_bytes(b"")
-    (path / CELL_JSON).write_text(json.dumps({"status": status, "spec": cell.to_json()}), encoding="utf-8")
+    (path / CELL_JSON).write_text(json.dumps({"status": status, "spec": cell.to_json(), "spec_hash": cell.spec_hash}), encoding="utf-8")
     return path
 
 

@@ -88,7 +88,10 @@ def test_axes_replace_the_sweep() -> None:
     assert {(links_key(c.links), c.delay_s) for c in cells} == {("1_2", 0.2)}
     assert len(cells) == 4  # no healthy cells: neither 0 nor 'none' was asked for
     with_zero = fig15.cells(BASE, axes=Axes(methods=("zb", "all-cpu"), delays_s=(0.0, 0.06)))
-    assert {(c.method, c.healthy) for c in with_zero} == {("zb", True), ("zb", False), ("all-cpu", False)}
+    # a delay of 0 asks for every method's no-fault cell (fig20's folder)
+    assert {(c.method, c.healthy) for c in with_zero} == {
+        ("zb", True), ("zb", False), ("all-cpu", True), ("all-cpu", False)}
+    assert {c.figure for c in with_zero if c.healthy} == {"fig20"}
 
 
 def test_variants_keep_specs_apart(tmp_path) -> None:

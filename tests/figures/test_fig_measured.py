@@ -92,7 +92,8 @@ def test_a_result_of_another_spec_is_stale(tmp_path: Path) -> None:
 def test_failed_cell_reason_comes_from_cell_json(tmp_path: Path) -> None:
     path = cell_folder(tmp_path, CELL)
     path.mkdir(parents=True)
-    record = {"status": "failed", "reason": "stage 2 exited with code 1", "spec": CELL.to_json()}
+    record = {"status": "failed", "reason": "stage 2 exited with code 1", "spec": CELL.to_json(),
+              "spec_hash": CELL.spec_hash}
     (path / CELL_JSON).write_text(json.dumps(record), encoding="utf-8")
     r = read_cell(tmp_path, CELL)
     assert (r.status, r.reason) == ("failed", "stage 2 exited with code 1")

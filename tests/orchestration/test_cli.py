@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.cellspec import CellSpec
 from tests.orchestration.support import fake_entry, pmctl_env, run_pmctl, wait_all_stages_logged
 
 CELL = ["fig15", "--quick", "--methods", "zb", "--delays", "60", "--iters", "3", "--fault-at", "1", "--preset", "tiny"]
@@ -241,7 +242,8 @@ def test_real_engine_on_the_default_fork_launcher(tmp_path: Path, local_inventor
     assert r.returncode == 0, r.stdout + r.stderr
     cell = tmp_path / "results/tiny-it4-at1/fig15/pipemorph/2_3/0.06"
     rec = json.loads((cell / "cell.json").read_text())
-    assert rec["status"] == "done" and rec["launcher"] == "fork"
+    assert rec["status"] == "done" and rec["spec"]["launcher"] == "fork"
+    assert rec["spec_hash"] == CellSpec.from_json(rec["spec"]).spec_hash
     assert sorted(rec["iteration_ms"]) == ["0", "1", "2", "3"]
     for i in range(4):
         records = [json.loads(line) for line in (cell / f"stage{i}.jsonl").read_text().splitlines()]

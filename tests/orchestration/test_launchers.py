@@ -150,7 +150,7 @@ def test_the_local_cluster_is_one_node_started_by_one_agent(name: str) -> None:
     cmd = L.launcher_of(inv).command(proc, rdzv, ENGINE)
     assert cmd[3:11] == ["--nnodes", "1", "--node-rank", "0", "--nproc-per-node", "4", "--master-addr", "127.0.0.1"]
     assert L.cell_fields(inv) == {"stages": 4, "stages_per_host": 1, "device": "cpu", "launcher": name}
-    assert L.stages_per_node(inv) == 4  # LOCAL_WORLD_SIZE: all stages on this machine
+    assert L.rendezvous(inv, 0).nproc_per_node == 4  # LOCAL_WORLD_SIZE: all stages on this machine
 
 
 def test_direct_on_the_local_cluster_numbers_local_ranks_by_stage() -> None:

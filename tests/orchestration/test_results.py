@@ -25,7 +25,7 @@ CELL = Cell("fig15", "zb", ((2, 3),), 0.06)
 
 
 def _record(status: str, cell: Cell = CELL) -> CellRecord:
-    return CellRecord(spec=cell.to_json(), status=status, run_id="r1", started="t0", ended="t1")
+    return CellRecord(spec=cell.to_json(), spec_hash=cell.spec_hash, status=status, run_id="r1", started="t0", ended="t1")
 
 
 def test_cell_is_invisible_until_committed(tmp_path: Path) -> None:

@@ -48,10 +48,11 @@ def test_bad_schedules_are_rejected_naming_stage_and_op(text, pattern):
         (["5_9=10"], r"link 5_9 does not join adjacent"),
         (["4_5=10"], r"link 4_5 does not exist with 4 stages"),
         (["0_2=10"], r"does not join adjacent stages"),
-        (["0_1=-3"], r"must be >= 0"),
+        (["0_1=-3"], r"delay '-3' is negative"),
         (["0_1=abc"], r"not a number"),
         (["0_1=inf"], r"must be finite"),
-        (["01=10"], r"expected a_b=MS"),
+        (["01=10"], r"link '01' is not of the form A_B"),
+        (["0_1:10"], r"expected a_b=MS"),
         (["0_1=1", "0_1=2"], r"given twice"),
     ],
 )
@@ -63,6 +64,12 @@ def test_bad_link_delays(specs, pattern):
 def test_link_delays_parse_ints_and_floats():
     assert parse_link_delays(["2_3=20", "0_1=1.5"], 4) == (1.5, 0, 20)
     assert isinstance(parse_link_delays(["0_1=10"], 2)[0], int)
+
+
+def test_link_delays_read_links_and_units_like_the_command_line():
+    # the one link/delay parser (injector.links): 3_2 and 2-3 are 2_3; ms by default, or a unit
+    assert parse_link_delays(["3_2=20", "0-1=0.0015s", "1_2 = 60ms"], 4) == (1.5, 60, 20)
+    assert parse_link_delays(["0_1=0.1"], 2) == (0.1,)
 
 
 @pytest.mark.parametrize(
