@@ -27,7 +27,7 @@ from engine.planner.ilp import solve_ilp  # noqa: E402
 from engine.planner.ilp_model import build_instance  # noqa: E402
 from engine.planner.ilp_solvers import available_solvers, solve  # noqa: E402
 from engine.planner.simulate import simulate  # noqa: E402
-from figures.fig19 import FULL, HEURISTICS, QUICK, gap_pct, solve_instance  # noqa: E402
+from figures.fig19_solve import FULL, HEURISTICS, QUICK, gap_pct, solve_instance  # noqa: E402
 
 PROOF_CASES = [
     (3, 6, (20.0, 0.0)),

@@ -18,7 +18,6 @@ dict literal ``{'ZB': [seconds], ...}``. Pure parsing, no plotting, no torch.
 from __future__ import annotations
 
 import ast
-import math
 import re
 import statistics
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from engine.methods import UnknownMethodError, resolve_method
 from engine.oplog import LAST_ITERATIONS
+from injector.links import LinkError, parse_delay, same_delay
 
 _ITER_RE = re.compile(r"^\[RANK(\d+)\] Iteration (\d+)")
 _NUM = r"([-\d.eE+]+)"
@@ -165,11 +165,10 @@ def cell_time(cell_dir: Path, last: int = LAST_ITERATIONS) -> tuple[float, float
 
 
 def _delay_value(name: str) -> float | None:
-    if name == "inf":
-        return math.inf
+    """A delay folder's name (seconds: ``0.06``, ``inf``) as seconds; None for another folder."""
     try:
-        return float(name)
-    except ValueError:
+        return parse_delay(name, default_unit="s")
+    except LinkError:
         return None
 
 
@@ -246,7 +245,7 @@ def lookup(
         if c.method == method
         and (
             (delay_s == 0 and c.delay_s == 0)
-            or (c.links == links and math.isclose(c.delay_s, delay_s, rel_tol=1e-6))
+            or (c.links == links and same_delay(c.delay_s, delay_s))
         )
     ]
     wanted = _figure_numbers(prefer)

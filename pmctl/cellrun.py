@@ -1,7 +1,7 @@
 """One cell in flight: prepare the hosts, Redis on the master, start the stage processes the
 launcher asks for (``pmctl.launchers``), follow them live under the timeout, then whatever
 happened stop everything started (process groups TERM then KILL, Redis, a token sweep),
-collect the logs, remove the run dirs and record the cell. Every start is recorded in the run
+collect the logs, remove the run dirs (``pmctl.cellstop``) and record the cell. Every start is recorded in the run
 ledger as soon as it returns, so ``pmctl stop`` can clean up after a pmctl killed outright.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from injector.redis_server import generate_password
 from pmctl import runs
 from pmctl.cellrecord import add_results, make_record, now, render_timeline
-from pmctl.collect import collect_host
+from pmctl.cellstop import CALL_TIMEOUT_S, Footprint, teardown
 from pmctl.controlplane import ControlPlane, free_ports, start_redis
 from pmctl.errors import UserError
 from pmctl.fanout import describe, fanout, raise_first
@@ -38,9 +38,7 @@ from pmctl.launchers import (
 from pmctl.launchers import describe as describe_process
 from pmctl.results import DONE, FAILED, INTERRUPTED, Staging
 from pmctl.session import Session
-from pmctl.transport.base import ProcessHandle, token_sweep_script
-
-CALL_TIMEOUT_S = 60.0
+from pmctl.transport.base import ProcessHandle
 
 
 @dataclass(frozen=True)
@@ -237,50 +235,15 @@ class CellRun:
         line = r.stdout.strip()
         return f": {line[:200]}" if line else ""
 
-    # -- teardown ---------------------------------------------------------------------
-
-    def _stop_all(self) -> None:
-        grace = self.opts.grace_s
-        ours = list(self.started.values()) + ([self.redis] if self.redis is not None else [])
-
-        def stop(host: Host) -> None:
-            t = self.s.transport(host)
-            for handle in ours:
-                if handle.host == host.name:
-                    t.stop(handle, grace)
-
-        def sweep(host: Host) -> None:
-            self.s.transport(host).run(token_sweep_script(self.token, grace), grace + CALL_TIMEOUT_S)
-
-        hosts = list(self.inv.hosts)
-        self._note_failures(self._fan(hosts, stop, grace * (1 + len(self.procs)) + CALL_TIMEOUT_S), "stop")
-        # Only after every recorded group is stopped (a group is recognised by a member with
-        # our token, which the sweep would take away): anything else of this cell, i.e.
-        # unrecorded starts and workers that left our process groups.
-        self._note_failures(self._fan(hosts, sweep, grace + CALL_TIMEOUT_S), "stop")
-
-    def _collect_host(self, host: Host, dest: Path) -> None:
-        started = [(p.label, self.started[p.label]) for p in self._procs_on(host) if p.label in self.started]
-        collect_host(self.s.transport(host), self.run_dirs[host.name], started, dest)
-
-    def _remove_remote(self, host: Host) -> None:
-        self.s.transport(host).run(runs.cleanup_cmd(self.run_dirs[host.name], self.run_id), CALL_TIMEOUT_S)
+    # -- teardown (pmctl.cellstop) -------------------------------------------------------
 
     def _teardown(self, staging: Staging) -> None:
-        """Stop, collect, remove: each step runs on every host even if another step failed
-        there; failures are noted for cell.json instead of raised."""
+        """Stop, collect, remove on every host; failures are noted for cell.json, not raised."""
         if self.plane is not None:
             self.plane.close()
         self._wait_for_starts()
-        self._stop_all()
-        hosts = list(self.inv.hosts)
-        self._note_failures(self._fan(hosts, lambda h: self._collect_host(h, staging.path)), "collect")
-        self._note_failures(self._fan(hosts, self._remove_remote), "cleanup")
-
-    def _note_failures(self, outcomes: list, step: str) -> None:
-        for o in outcomes:
-            if not o.ok:
-                self.cleanup_errors.append(f"{step} on {o.host}: {describe(o.error)}")
+        footprint = Footprint(self.run_id, self.token, self.run_dirs, self.procs, self.started, self.redis)
+        self.cleanup_errors += teardown(self.s, list(self.inv.hosts), footprint, self.opts.grace_s, staging.path)
 
     # -- the whole cell -----------------------------------------------------------------
 

@@ -14,7 +14,8 @@ PATH.toml``).
 
 A spec value comes from the command line's flags when given, else the file, else the inventory
 (``pmctl.matrix.base_for``), else the defaults. Every problem is one ``UserError`` naming the
-file and the key, raised before anything runs. Pure: reads the file and its traces only.
+file and the key, raised before anything runs (the typed reads of single keys:
+``pmctl.experiment_values``). Pure: reads the file and its traces only.
 """
 
 from __future__ import annotations
@@ -33,13 +34,9 @@ from figures.cells import Cell, rel_dir
 from injector.links import LinkError, links_key, parse_links, same_delay
 from injector.trace import TraceError, parse_trace, trace_hash
 from pmctl.errors import UserError
+from pmctl.experiment_values import FileValues
 from pmctl.inventory import Inventory
 from pmctl.matrix import PlannedCell, Selection, SpecOptions, base_for
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 SUFFIX = ".toml"
 # The spec keys a file may set (those also on the command line are overridden by the flag).
@@ -99,26 +96,24 @@ def plot_experiment(exp: Experiment, results: Path) -> Any:
     return plot_cells(exp.name, Path(results), exp.cells, dict(exp.trace_names))
 
 
-class _Loader:
-    """One file's checks, each raising the same shaped one-line error."""
+class _Loader(FileValues):
+    """One file's checks across keys, each raising the same shaped one-line error (the typed
+    reads of single keys, ``string``/``integer``/``strings``/``delays_ms``: ``FileValues``)."""
 
     def __init__(self, path: Path, inv: Inventory, opts: SpecOptions, sel: Selection) -> None:
-        self.path, self.inv, self.opts, self.sel = path, inv, opts, sel
-        self.data: dict[str, Any] = {}
-
-    def error(self, key: str, what: str, hint: str) -> UserError:
-        return UserError(what, f"{self.path}: {key}", hint)
+        super().__init__(path)
+        self.inv, self.opts, self.sel = inv, opts, sel
 
     # -- the file ---------------------------------------------------------------------------
 
     def load(self) -> Experiment:
-        self.data = self._read()
+        self.read()
         self._check_keys()
         name = self._name()
         base = self._base(name)
         methods = self._methods()
         link_sets = self._links(base.stages)
-        delays = self._delays(any(link_sets))
+        delays = self.delays_ms(any(link_sets))
         traces = self._traces(base.stages, base.iterations)
         cells: dict[str, Cell] = {}
         if not traces and not delays:
@@ -136,17 +131,6 @@ class _Loader:
         return Experiment(name, self.path, self._select(checked, base.stages),
                           {trace_hash(text): label for text, label in traces})
 
-    def _read(self) -> dict[str, Any]:
-        if not self.path.is_file():
-            raise UserError("experiment file not found", str(self.path),
-                            "give the path of an existing .toml file")
-        try:
-            return tomllib.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read the file ({exc})", str(self.path), "check the file") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"not valid TOML: {exc}", str(self.path), "fix the syntax") from exc
-
     def _check_keys(self) -> None:
         for key in self.data:
             if key in ALLOWED_KEYS:
@@ -163,7 +147,7 @@ class _Loader:
     def _name(self) -> str:
         from figures.registry import QUICK_DIR, figure_names
 
-        name = self._string("name")
+        name = self.string("name")
         if not _NAME_RE.fullmatch(name):
             raise self.error("name", f"bad name {name!r}: it becomes the results folder",
                              "use letters, digits, - _ . (not starting with . or -)")
@@ -188,9 +172,9 @@ class _Loader:
         for key in SPEC_KEYS:
             if key in self.data:
                 if key in _INT_MIN:
-                    self._int(key, _INT_MIN[key])
+                    self.integer(key, _INT_MIN[key])
                 else:
-                    self._string(key)
+                    self.string(key)
         preset = self._given("preset")
         if preset is not None and preset not in PRESETS:
             raise self.error(self._where("preset"), f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
@@ -235,7 +219,7 @@ class _Loader:
 
     def _methods(self) -> list[str]:
         out = []
-        for i, m in enumerate(self._strings("methods", required=True)):
+        for i, m in enumerate(self.strings("methods", required=True)):
             try:
                 out.append(resolve_method(m).id)
             except UnknownMethodError as exc:
@@ -244,7 +228,7 @@ class _Loader:
 
     def _links(self, stages: int) -> list[tuple[tuple[int, int], ...]]:
         out = []
-        for i, text in enumerate(self._strings("links")):
+        for i, text in enumerate(self.strings("links")):
             try:
                 out.append(parse_links(text, stages))
             except LinkError as exc:
@@ -252,35 +236,10 @@ class _Loader:
                                  f"use adjacent stages of the {stages}, like 0_1 or 0_1,{stages - 2}_{stages - 1}") from exc
         return list(dict.fromkeys(out))
 
-    def _delays(self, has_links: bool) -> list[float]:
-        """``delays_ms`` in seconds (``inf`` = a crash); [] when the file gives none."""
-        if "delays_ms" not in self.data:
-            if has_links:
-                raise self.error("delays_ms", "missing: links are given but no delays",
-                                 "add delays_ms = [60] (milliseconds; 0 = no fault, inf = link down)")
-            return []
-        raw = self.data["delays_ms"]
-        if not isinstance(raw, list) or not raw:
-            raise self.error("delays_ms", f"must be a non-empty list of numbers, got {raw!r}",
-                             "e.g. delays_ms = [0, 60, 120]")
-        out: list[float] = []
-        for i, d in enumerate(raw):
-            if isinstance(d, bool) or not isinstance(d, (int, float)) or math.isnan(d):
-                raise self.error(f"delays_ms[{i}]", f"{d!r} is not a number",
-                                 "write milliseconds as a number, e.g. 60 (inf = link down)")
-            if d < 0:
-                raise self.error(f"delays_ms[{i}]", f"{d!r} is negative", "use 0 (no fault) or more")
-            if not any(same_delay(d / 1000.0, o) for o in out):
-                out.append(d / 1000.0)
-        if not has_links and any(d for d in out):
-            raise self.error("delays_ms", "delays are given but no links",
-                             'add links = ["2_3"] (the slow links of each cell)')
-        return out
-
     def _traces(self, stages: int, iterations: int) -> list[tuple[str, str]]:
         """(text, name as written) of each trace file, parsed for ``stages`` stages."""
         out: dict[str, tuple[str, str]] = {}
-        for i, rel in enumerate(self._strings("traces")):
+        for i, rel in enumerate(self.strings("traces")):
             key = f"traces[{i}]"
             p = Path(rel).expanduser()
             p = p if p.is_absolute() else self.path.parent / p
@@ -331,35 +290,6 @@ class _Loader:
             raise UserError(f"{given} leave none of its {len(cells)} cells", str(self.path),
                             "choose values the file has: " + _summary(cells))
         return out
-
-    # -- typed values -----------------------------------------------------------------------
-
-    def _string(self, key: str) -> str:
-        val = self.data.get(key)
-        if not isinstance(val, str) or not val.strip():
-            raise self.error(key, f"must be a non-empty string, got {val!r}", f'quote it: {key} = "..."')
-        return val.strip()
-
-    def _int(self, key: str, low: int) -> int:
-        val = self.data[key]
-        if isinstance(val, bool) or not isinstance(val, int):
-            raise self.error(key, f"must be an integer, got {val!r}", f"e.g. {key} = {max(low, 2)}")
-        if val < low:
-            raise self.error(key, f"{key} = {val}: must be >= {low}", f"e.g. {key} = {max(low, 2)}")
-        return val
-
-    def _strings(self, key: str, required: bool = False) -> list[str]:
-        if key not in self.data:
-            return []
-        raw = self.data[key]
-        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw) or (required and not raw):
-            raise self.error(key, f"must be a {'non-empty ' if required else ''}list of strings, got {raw!r}",
-                             f'e.g. {key} = ["{_EXAMPLES[key]}"]')
-        return raw
-
-
-_EXAMPLES = {"methods": "zb", "links": "2_3", "traces": "moving.trace"}
-
 
 def _summary(cells: list[Cell]) -> str:
     methods = ", ".join(dict.fromkeys(c.method for c in cells))

@@ -5,6 +5,7 @@ work, one job each:
   on which host, their command lines and environment (torchrun's static rendezvous,
   ``engine.rendezvous``), how a failing one is named;
 - ``pmctl.cellrun``: one cell in flight (prepare, start, follow, stop, collect, record);
+- ``pmctl.cellstop``: its teardown (stop and sweep, collect, remove the run dirs);
 - ``pmctl.controlplane``: the cell's Redis on the master;
 - ``pmctl.collect``: pulling the op logs and process streams back;
 - ``pmctl.cellrecord``: ``cell.json`` and the timeline picture.

@@ -109,6 +109,9 @@ def plot(
     for name in figure_names() if everything else targets:
         try:
             if is_experiment_file(name):
+                if quick or reference is not None:
+                    raise UserError("--quick and --reference apply to the paper's figures", name,
+                                    "drop them for an experiment file")
                 reports.append(plot_experiment(load_experiment(Path(name), inv, opts, sel), results))
                 continue
             base = base or base_for(inv, opts)

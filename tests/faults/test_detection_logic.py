@@ -142,7 +142,7 @@ def test_bad_trace_or_password_is_a_one_line_config_error(redis_server, clean_en
 
 
 def test_matches_is_the_detection_requirement():
-    from engine.fault_plan import matches
+    from engine.adapter import matches
 
     slow = Fault.uniform(((2, 3),), 0.05, since_iteration=3, epoch=1)
     assert matches(slow, (0.0, 0.0, 0.058), S) and not matches(slow, (0.0, 0.0, 0.061), S)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from engine.fault_plan import Adapter, Basis
+from engine.adapter import Adapter, Basis
 from engine.healthy_plan import healthy_schedule
 from engine.methods import METHODS, resolve_method
 from engine.planner.costs import StageCosts

@@ -85,7 +85,7 @@ def test_empty_trace_is_always_healthy():
         ("1;4_5;0.1", 1, "does not exist with 4 stages"),
         ("1;3_4;0.1", 1, "does not exist with 4 stages"),
         ("1;0_2;0.1", 1, "does not join adjacent"),
-        ("1;2-3;0.1", 1, "form A_B"),
+        ("1;2+3;0.1", 1, "form A_B"),
         ("1;2_3,;0.1", 1, "form A_B"),
         ("1;2_3,3_2;0.1", 1, "listed twice"),
         ("1;;0.1", 1, "no links"),
@@ -98,6 +98,15 @@ def test_bad_lines_name_the_line_and_reason(text, lineno, reason):
         parse_trace(text, num_stages=4)
     msg = str(err.value)
     assert msg.startswith(f"line {lineno}:") and reason in msg
+
+
+def test_trace_reads_links_and_delays_like_the_command_line():
+    # one link/delay parser (injector.links): 2-3 and 3_2 are 2_3, as `--links 2-3` is;
+    # seconds by default, 60ms and 0.06s read too
+    want = parse_trace("5;2_3;0.06\n", num_stages=4)
+    for text in ("5;2-3;0.06\n", "5;3_2;0.06\n", "5;2-3;60ms\n", "5;2_3;0.06s\n"):
+        assert parse_trace(text, num_stages=4) == want
+    assert parse_trace("5;0-1,2_3;0.03,inf\n", 4).fault_at(5).link_delays_s(4) == (0.03, 0.0, math.inf)
 
 
 def test_load_trace_names_the_file(tmp_path):
