@@ -141,7 +141,7 @@ class CellSpec:
         if "links" in vals:
             vals["links"] = parse_links(str(vals["links"]))
         if "delay_s" in vals:
-            vals["delay_s"] = math.inf if vals["delay_s"] == "inf" else float(vals["delay_s"])
+            vals["delay_s"] = parse_delay(str(vals["delay_s"]), default_unit="s")
         return cls(**vals)
 
     @property

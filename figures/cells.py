@@ -11,7 +11,6 @@ registry (which declares cells) and pmctl's orchestration (which runs them).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,9 +20,6 @@ from injector.links import Link, delay_key, links_key
 
 Cell = CellSpec
 __all__ = ["Cell", "Link", "links_key", "delay_key"]
-
-CELL_JSON = "cell.json"
-
 
 def base_spec(**fields: Any) -> CellSpec:
     """The template every figure cell is made from: the paper's default spec with ``fields``
@@ -84,19 +80,3 @@ def cell_label(cell: CellSpec) -> str:
 def cell_folder(results_root: Path, cell: CellSpec) -> Path:
     """Where a cell's results live: ``<root>/<cell.figure>/<method>/<links>/<delay>``."""
     return Path(results_root) / cell.figure / Path(*rel_dir(cell).parts)
-
-
-def read_cell_json(folder: Path) -> dict[str, Any] | None:
-    """The ``cell.json`` of a cell folder, or None when absent, unreadable or not an object."""
-    try:
-        data = json.loads((Path(folder) / CELL_JSON).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def same_spec(cell: CellSpec, record: dict[str, Any] | None) -> bool:
-    """Whether a ``cell.json`` record was produced by exactly this cell's spec: its stored
-    ``spec_hash`` is the cell's identity (a result of other stages, preset, device or
-    delegates, or of an older pmctl that stored no hash, is another cell's)."""
-    return bool(record) and record.get("spec_hash") == cell.spec_hash

@@ -19,6 +19,7 @@ time limit per instance, about 9 minutes for the grid: it is computed only with
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from figures.base import FigureReport, Progress
 from figures.cells import Cell
 from figures.fig19_solve import FULL, HEURISTICS, QUICK, Fig19Config, has_extras, solve_instance, summarize
-from figures.simulated import SimulatedFigure, read_data, report, write_data
+from figures.simulated import SimulatedFigure, data_path, read_data, report, write_data
 from figures.style import METHOD_COLORS, pyplot, save
 
 _COLORS = {"pipemorph": METHOD_COLORS["pipemorph"], "pipemorph+": "#8B3A00", "ilp": "#555555"}
@@ -70,11 +71,15 @@ class Fig19(SimulatedFigure):
         self, fig_dir: Path, cfg: Fig19Config, progress: Progress | None = None,
         extras: bool = False,
     ) -> None:
-        """``compute`` for an explicit grid (tests and benchmarks use small ones)."""
+        """``compute`` for an explicit grid (tests and benchmarks use small ones). A run
+        without ``extras`` keeps data of the same grid that has them (the default lines are
+        the same numbers; the extras cost minutes)."""
         grid = [
             (S, N, b, seed)
             for S, N in cfg.sizes for b in cfg.granularities for seed in range(cfg.repeats)
         ]
+        if not extras and _has_extras_for(fig_dir, self.name, cfg, grid):
+            return
         instances = []
         for i, (S, N, b, seed) in enumerate(grid):
             instances.append(solve_instance(S, N, b, seed, cfg.time_limit_s, extras))
@@ -196,3 +201,14 @@ def _row(s: dict[str, Any], extras: bool) -> list[Any]:
 
 
 FIGURE = Fig19()
+
+
+def _has_extras_for(fig_dir: Path, name: str, cfg: Fig19Config, grid: list[tuple[int, ...]]) -> bool:
+    """Whether ``fig_dir`` holds data of exactly this grid computed with the extras."""
+    path = data_path(fig_dir, name)
+    if not path.is_file():
+        return False
+    data = json.loads(path.read_text(encoding="utf-8"))
+    have = [(r["S"], r["N"], r["b"], r["seed"]) for r in data.get("instances", [])]
+    return (data.get("time_limit_s") == cfg.time_limit_s and have == grid
+            and has_extras(data["instances"]))

@@ -20,7 +20,8 @@ from engine.methods import METHODS
 from engine.opkind import OpKind
 from engine.oplog import LAST_ITERATIONS, RecordLike, iteration_times_ms, read_typed, split_records, summarize
 from figures.base import Progress
-from figures.cells import CELL_JSON, Cell, Link, cell_folder, delay_key, links_key, read_cell_json, same_spec
+from figures.cells import Cell, Link, cell_folder, delay_key, links_key
+from figures.store import has_results, read_status
 
 
 @dataclass(frozen=True)
@@ -59,22 +60,6 @@ class CellResult:
 
 def _num(x: float) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
-
-
-def read_status(path: Path, cell: Cell) -> tuple[str, str]:
-    """(status, reason) of ``cell`` from its folder's ``cell.json``: ("missing", ...) without
-    one, ("stale", ...) when it holds a run of another spec (other iterations, preset...)."""
-    record = read_cell_json(path)
-    if record is None:
-        if not path.exists():
-            return "missing", "not run"
-        return "missing", "unreadable cell.json" if (path / CELL_JSON).exists() else "no cell.json"
-    if not same_spec(cell, record):
-        stored = record.get("spec") if isinstance(record.get("spec"), dict) else {}
-        want = cell.to_json()
-        diff = [f"{stored.get(k)} {k.replace('_', ' ')}" for k in want if stored.get(k) != want[k]]
-        return "stale", f"holds a run of another spec ({', '.join(diff[:3])}): rerun it with pmctl run"
-    return str(record.get("status", "missing")), str(record.get("reason") or "")
 
 
 def forward_ms(records: Iterable[RecordLike]) -> float:
@@ -158,11 +143,6 @@ def estimate_seconds(cells: list[Cell]) -> float:
         per_mb = delay if METHODS[c.method].offload == "never" else delay / 4
         total += _CELL_STARTUP_S + c.iterations * _HEALTHY_ITERATION_S + faulty * per_mb * c.microbatches
     return total
-
-
-def has_results(cells: list[Cell], results_root: Path) -> bool:
-    """Whether any of ``cells`` has a stored result of exactly its spec under the root."""
-    return any(same_spec(c, read_cell_json(cell_folder(results_root, c))) for c in cells)
 
 
 def choose_cells(full: list[Cell], quick: list[Cell], results_root: Path) -> list[Cell]:

@@ -8,8 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from figures.store import DONE, FAILED, CellRecord
 from pmctl.collect import missing_op_logs
-from pmctl.results import DONE, FAILED, CellRecord
 from pmctl.session import Session
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from figures.store import DONE, FAILED, INTERRUPTED, Staging
 from injector.redis_server import generate_password
 from pmctl import runs
 from pmctl.cellrecord import add_results, make_record, now, render_timeline
@@ -36,7 +37,6 @@ from pmctl.launchers import (
     stage_env,
 )
 from pmctl.launchers import describe as describe_process
-from pmctl.results import DONE, FAILED, INTERRUPTED, Staging
 from pmctl.session import Session
 from pmctl.transport.base import ProcessHandle
 

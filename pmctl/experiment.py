@@ -15,6 +15,7 @@ from rich.table import Table
 
 from figures.cells import Cell, cell_label
 from figures.registry import simulated_root
+from figures.store import DONE, cell_status, is_done, sweep_staging
 from pmctl import runs
 from pmctl.errors import UserError
 from pmctl.fanout import fanout, raise_first
@@ -29,7 +30,6 @@ from pmctl.matrix import (
     figure_cells,
     resolve_figures,
 )
-from pmctl.results import DONE, cell_status, is_done, sweep_staging
 from pmctl.session import Session
 
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130

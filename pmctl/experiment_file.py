@@ -197,7 +197,8 @@ class _Loader(FileValues):
                              "change the file, the flags or the inventory's [cluster]") from exc
         extra = {k: self.data[k] for k in ("pace", "seed") if k in self.data}
         base = replace(base, figure=name, **extra)
-        if base.fault_at >= base.iterations:
+        faulty = bool(self.data.get("traces")) or any(d != 0 for d in self.data.get("delays_ms") or [])
+        if faulty and base.fault_at >= base.iterations:  # no fault, no fault start to check
             key = "fault_at" if self._given("fault_at") is not None else "iterations"
             raise self.error(self._where(key),
                              f"fault_at = {base.fault_at} is outside iterations 0..{base.iterations - 1}",
@@ -233,7 +234,7 @@ class _Loader(FileValues):
                 out.append(parse_links(text, stages))
             except LinkError as exc:
                 raise self.error(f"links[{i}]", str(exc),
-                                 f"use adjacent stages of the {stages}, like 0_1 or 0_1,{stages - 2}_{stages - 1}") from exc
+                                 f"use adjacent stages of the {stages} stages, like 0_1 or 0_1,{stages - 2}_{stages - 1}") from exc
         return list(dict.fromkeys(out))
 
     def _traces(self, stages: int, iterations: int) -> list[tuple[str, str]]:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from figures.store import Staging
 from pmctl.cellrun import CellInterrupted, CellOutcome, CellRun, LaunchOptions, Progress
 from pmctl.launchers import check_cell
-from pmctl.results import Staging
 from pmctl.session import Session
 
 

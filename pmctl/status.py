@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.cellspec import CellSpec
+from figures.store import summarize_cells
 from pmctl import runs
 from pmctl.fanout import describe, fanout
 from pmctl.inventory import Host
-from pmctl.results import summarize_cells
 from pmctl.session import Session
 
 PROBE_TIMEOUT_S = 15.0

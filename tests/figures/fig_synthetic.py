@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from engine.oplog import OpLogWriter
-from figures.cells import CELL_JSON, Cell, cell_folder
+from figures.cells import Cell, cell_folder
+from figures.store import CELL_JSON
 
 FORWARD_MS = 30.0
 

@@ -196,3 +196,20 @@ def test_estimates_and_kind():
     assert FULL.sizes == ((3, 6), (4, 12), (6, 18), (8, 32))
     assert FULL.granularities == (10, 15, 20, 25, 30) and FULL.repeats == 5
 
+
+
+def test_a_plain_run_keeps_the_extras_of_the_same_grid(tmp_path, monkeypatch) -> None:
+    from figures import fig19
+
+    cfg = fig19.Fig19Config(sizes=((3, 6),), granularities=(10,), repeats=1, time_limit_s=2.0)
+    fig19.FIGURE.compute_config(tmp_path, cfg, extras=True)
+    stored = (tmp_path / "fig19.data.json").read_text()
+    calls = []
+    monkeypatch.setattr(fig19, "solve_instance", lambda *a: calls.append(a))
+    fig19.FIGURE.compute_config(tmp_path, cfg)  # no extras: the extras' data stays
+    assert calls == [] and (tmp_path / "fig19.data.json").read_text() == stored
+    other = fig19.Fig19Config(sizes=((3, 6),), granularities=(15,), repeats=1, time_limit_s=2.0)
+    monkeypatch.undo()
+    fig19.FIGURE.compute_config(tmp_path, other)  # another grid: computed anew
+    data = json.loads((tmp_path / "fig19.data.json").read_text())
+    assert data["extras"] is False and [r["b"] for r in data["instances"]] == [15]

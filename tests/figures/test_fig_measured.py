@@ -12,13 +12,14 @@ import pytest
 from fig_synthetic import FORWARD_MS, write_cell, write_oplogs
 
 from engine.oplog import iteration_times_ms, read_records
-from figures.cells import CELL_JSON, Cell, base_spec, cell_folder
+from figures.cells import Cell, base_spec, cell_folder
 from figures.measured import (
     bubble_rates,
     choose_cells,
     forward_ms,
     read_cell,
 )
+from figures.store import CELL_JSON
 
 CELL = Cell("fig15", "zb", ((2, 3),), 0.06, fault_at=4, iterations=10)
 

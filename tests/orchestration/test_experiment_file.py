@@ -88,8 +88,10 @@ BAD = {
     "delays without links": (SMALL + "delays_ms = [60]\n", {}, "delays_ms", "no links"),
     "links without delays": (SMALL + 'links = ["2_3"]\n', {}, "delays_ms", "missing"),
     "unknown method": ('name = "x"\nmethods = ["zb", "zbb"]\n', {}, "methods[1]", "unknown method"),
-    "fault_at outside": (SMALL + "iterations = 4\nfault_at = 4\n", {}, "fault_at", "outside"),
-    "iterations below fault_at": (SMALL + "iterations = 2\n", {}, "iterations", "outside"),
+    "fault_at outside": (SMALL + 'links = ["2_3"]\ndelays_ms = [60]\niterations = 4\nfault_at = 4\n', {},
+                         "fault_at", "outside"),
+    "iterations below fault_at": (SMALL + 'links = ["2_3"]\ndelays_ms = [60]\niterations = 2\n', {},
+                                  "iterations", "outside"),
     "wrong type int": (SMALL + 'iterations = "8"\n', {}, "iterations", "integer"),
     "wrong type bool": (SMALL + "seed = true\n", {}, "seed", "integer"),
     "wrong type list": ('name = "x"\nmethods = "zb"\n', {}, "methods", "list of strings"),
@@ -165,6 +167,9 @@ def test_only_methods_gives_healthy_cells(tmp_path: Path) -> None:
     exp = load(write(tmp_path, 'name = "x"\nmethods = ["ZB-CPU-ReSchedule", "pipemorph", "1f1b"]\n'),
                local_inv(tmp_path))
     assert [(c.method, c.healthy) for c in exp.cells] == [("pipemorph", True), ("1f1b", True)]
+    # no fault, no fault start to check: 2 iterations are fine (the figures' fig20 agrees)
+    short = load(write(tmp_path, 'name = "x"\nmethods = ["zb"]\niterations = 2\n'), local_inv(tmp_path))
+    assert [c.iterations for c in short.cells] == [2]
 
 
 def test_traces_only_gives_trace_cells(tmp_path: Path) -> None:

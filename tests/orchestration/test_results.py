@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from figures.cells import Cell, cell_folder
-from pmctl.results import (
+from figures.store import (
     DONE,
     FAILED,
     MISSING,

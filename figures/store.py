@@ -1,17 +1,21 @@
-"""The results store: ``results/<fig>/<method>/<links>/<delay>/`` per cell (ARCHITECTURE.md).
+"""The results store, in one module: where a cell's result lives is ``figures.cells``'
+``cell_folder``; here is its schema (``CellRecord``, ``cell.json``), the reader, the one
+status rule, and the writer. It lives under ``figures`` because the figures read it and the
+dependency rule lets pmctl import figures, not the other way round.
 
 A cell is written into a hidden staging folder beside its final place and renamed into place
 only when complete (``cell.json`` last), so a reader never sees half a cell. A finished
 result is never lost: a failed or interrupted rerun leaves it in place and goes to
 ``<cell>/attempts/<run_id>/``; a finished result that a new one replaces (``--force``, or a
-result of another spec) moves to ``<cell>/previous/<run_id>/``. A cell whose
-``cell.json`` says ``done`` for exactly the requested spec is finished: it is skipped unless
-``--force``; a result of another spec (say a ``--quick`` run) is stale and re-run. Failed and
-interrupted cells are recorded too (with the reason) and re-run by the next ``pmctl run``.
+result of another spec) moves to ``<cell>/previous/<run_id>/``. A cell whose ``cell.json``
+says ``done`` with exactly the requested spec's hash is finished: it is skipped unless
+``--force``; a result of another spec is stale and re-run. Failed and interrupted cells are
+recorded too (with the reason) and re-run by the next ``pmctl run``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -19,9 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.cellspec import CellSpec
 from engine.jsonio import write_json_atomic
-from figures.cells import CELL_JSON, Cell, cell_folder, read_cell_json
+from figures.cells import cell_folder
 
+Cell = CellSpec
+CELL_JSON = "cell.json"
 DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
 STALE, MISSING = "stale", "missing"
 _STAGING = ".partial-"
@@ -29,12 +36,42 @@ _ASIDE = ".old-"
 ATTEMPTS, PREVIOUS = "attempts", "previous"
 
 
+def read_cell_json(folder: Path) -> dict[str, Any] | None:
+    """The ``cell.json`` of a cell folder, or None when absent, unreadable or not an object."""
+    try:
+        data = json.loads((Path(folder) / CELL_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def same_spec(cell: CellSpec, record: dict[str, Any] | None) -> bool:
+    """Whether a ``cell.json`` record was produced by exactly this cell's spec: its stored
+    ``spec_hash`` is the cell's identity (a result of other stages, preset, device or
+    delegates, or of an older pmctl that stored no hash, is another cell's)."""
+    return bool(record) and record.get("spec_hash") == cell.spec_hash
+
+
+def read_status(path: Path, cell: Cell) -> tuple[str, str]:
+    """The one status rule: (status, reason) of ``cell`` from its folder's ``cell.json``;
+    ("missing", ...) without one, ("stale", ...) when it holds a run of another spec."""
+    record = read_cell_json(path)
+    if record is None:
+        if not path.exists():
+            return MISSING, "not run"
+        return MISSING, "unreadable cell.json" if (path / CELL_JSON).exists() else "no cell.json"
+    if not same_spec(cell, record):
+        stored = record.get("spec") if isinstance(record.get("spec"), dict) else {}
+        want = cell.to_json()
+        diff = [f"{stored.get(k)} {k.replace('_', ' ')}" for k in want if stored.get(k) != want[k]]
+        return STALE, f"holds a run of another spec ({', '.join(diff[:3])}): rerun it with pmctl run"
+    return str(record.get("status", MISSING)), str(record.get("reason") or "")
+
+
 def cell_status(results_root: Path, cell: Cell) -> str:
     """``done`` / ``failed`` / ``interrupted`` for a result of exactly this cell's spec,
-    ``stale`` when the folder holds another spec's result (a ``--quick`` run, other
-    iterations...), ``missing`` when the cell was never run."""
-    from figures.measured import read_status  # the one status rule, with its reasons
-
+    ``stale`` when the folder holds another spec's result, ``missing`` when the cell was
+    never run (``read_status`` without the reason)."""
     return read_status(cell_folder(results_root, cell), cell)[0]
 
 
@@ -142,3 +179,8 @@ def summarize_cells(results_root: Path, cells: list[Cell]) -> dict[str, int]:
         s = cell_status(results_root, c)
         counts[s if s in counts else MISSING] += 1
     return counts
+
+
+def has_results(cells: list[Cell], results_root: Path) -> bool:
+    """Whether any of ``cells`` is done with exactly its spec under the root."""
+    return any(is_done(results_root, c) for c in cells)
