@@ -219,7 +219,7 @@ def test_wheel_deploy_then_run_from_the_host_venvs(netns_cluster: NetnsCluster, 
     run = run_pmctl(["run", *CELL_ARGS, "--iters", "3", "--inventory", str(inv)], tmp_path, env, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     record = json.loads((_cell_dir(tmp_path) / "cell.json").read_text())
-    assert record["status"] == "done" and record["launcher"] == "torchrun"
+    assert record["status"] == "done" and record["spec"]["launcher"] == "torchrun"
     assert netns_cluster.our_processes() == []
 
 
@@ -268,7 +268,7 @@ def test_two_stages_per_host_run_in_host_order_then_local_rank(
         outcome = run_cell(session, cell, opts)
     assert outcome.status == "done", outcome.reason
     record = json.loads((outcome.folder / "cell.json").read_text())
-    assert record["launcher"] == launcher and record["spec"]["stages_per_host"] == 2
+    assert record["spec"]["launcher"] == launcher and record["spec"]["stages_per_host"] == 2
     labels = [f"h{s // 2}.stage{s}" for s in range(4)] if launcher == "direct" else ["h0", "h1"]
     assert record["exit_codes"] == dict.fromkeys(labels, 0)
     assert {name: h["stages"] for name, h in record["hosts"].items()} == {"h0": [0, 1], "h1": [2, 3]}
