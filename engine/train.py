@@ -5,12 +5,18 @@ Sets up the process groups (main group + delegate groups, created collectively i
 order), the stage's model slice, data, optimizer, p2p paths and plan source, then runs the
 executor. Any failure logs its traceback to stderr, tells the plan source, and exits the
 process at once with status 1 so the launcher tears the other stages down promptly.
+
+Before training, each stage writes ``stage<s>.facts.json`` beside its op log: the versions and
+host facts it ran with (python, torch, CUDA, hostname, boot id ...), which pmctl puts in the
+cell's ``cell.json``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import platform
+import socket
 import statistics
 import sys
 import time
@@ -31,6 +37,7 @@ from engine.executor import Executor, ExecutorConfig
 # share the import (redis-py, the planner) instead of each paying it at start-up.
 from engine.fault_plan import make_plan_source as make_fault_source
 from engine.healthy_plan import HealthyPlanSource
+from engine.jsonio import write_json_atomic
 from engine.model import DTYPES, StageModule
 from engine.oplog import OpLogWriter
 from engine.optim import AdamW
@@ -91,6 +98,21 @@ def _local_world() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
+def stage_facts(rank: int, world: int, device: torch.device, backend: str) -> dict:
+    """What this stage ran with, for ``cell.json`` (cheap: no device queries on CPU)."""
+    try:
+        boot_id: str | None = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = None
+    facts = {"stage": rank, "world": world, "python": platform.python_version(),
+             "torch": torch.__version__, "cuda": torch.version.cuda, "hostname": socket.gethostname(),
+             "boot_id": boot_id, "platform": platform.platform(), "device": device.type,
+             "backend": backend}
+    if device.type == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name(device)
+    return facts
+
+
 def run(cfg: TrainConfig, state: dict) -> None:
     """Builds everything on this rank and trains (``state`` keeps what the abort path needs)."""
     device = torch.device("cpu")
@@ -104,6 +126,7 @@ def run(cfg: TrainConfig, state: dict) -> None:
     backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" and not shared_gpu else "gloo"
     dist.init_process_group(backend, timeout=timeout)
     rank, world = dist.get_rank(), dist.get_world_size()
+    write_json_atomic(Path(cfg.out) / f"stage{rank}.facts.json", stage_facts(rank, world, device, backend))
     p, dtype = cfg.preset, DTYPES[cfg.dtype]
     store = WeightGradStore()
     module = StageModule(p, cfg.split, rank, cfg.seed, store).to(device=device, dtype=dtype)

@@ -1,12 +1,22 @@
 """A cell's op logs as a Chrome/Perfetto trace (JSON object format, opens in ui.perfetto.dev).
 
 One process per stage; threads (tracks) for compute, inline sends, inline receives and the
-delegate workers' sends and receives; a flow arrow from each send to its receive, matched by (link,
-direction, micro-batch, iteration). Overlapping events of one kind (K delegates in flight)
+delegate workers' sends and receives. Overlapping events of one kind (K delegates in flight)
 get extra lanes ("delegate send 2", ...) since a track's slices must nest. Iterations are laid
 end to end: each op log counts from its iteration's start, so iteration k is shifted by the
 lengths of iterations before it. Pure data in (op-log records, typed or as JSON objects),
 JSON-able dict out.
+
+Each message is one flow arrow, matched by (link, direction, micro-batch, iteration), from the
+moment its send ended to the moment it arrived (the receive's end). A receive slice starts when
+the receive is posted, long before the data comes, and viewers draw an arrow from the end of
+the slice it leaves to the *start* of the slice it enters (Perfetto's rule); so the arrow enters
+a zero-length ``F3 arrived`` slice at the arrival, on the receive's track. It leaves the send
+slice itself, or, where the send ended after the data arrived (a blocking send returns once
+the receiver has it), a zero-length ``F3 sent`` slice inside the send slice 1 ns before the
+arrival. Flows are bound explicitly to those slices (flow v2: ``bind_id`` with ``flow_out`` /
+``flow_in`` on the ``X`` events), so no viewer has to guess the enclosing slice from a
+timestamp.
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ from engine.oplog import (
 TRACE_NAME = "trace.json"
 _TRACK_BASE = {"compute": 0, "send": 100, "receive": 200, "delegate send": 300, "delegate receive": 400}
 _INLINE_PATHS = ("", "inline", None)
+FlowKey = tuple[int, str, int, int]
+_NS = 0.001  # one nanosecond in trace microseconds
 
 
 def _category(rec: OpRecord) -> str:
@@ -37,10 +49,15 @@ def _category(rec: OpRecord) -> str:
     return kind if rec.path in _INLINE_PATHS else f"delegate {kind}"
 
 
-def _flow_key(rec: OpRecord, peer: int) -> tuple[int, str, int, int]:
+def _flow_key(rec: OpRecord, peer: int) -> FlowKey:
     """(link, direction, mb, iteration): a send and its receive share it."""
     assert rec.op.direction is not None
     return (min(rec.stage, peer), rec.op.direction.value, rec.mb, rec.iteration)
+
+
+def _us(ms: float) -> float:
+    """Milliseconds as trace microseconds, rounded to the nanosecond (the trace's resolution)."""
+    return round(ms * 1000.0, 3)
 
 
 def iteration_offsets_ms(records: Iterable[RecordLike]) -> dict[int, float]:
@@ -58,14 +75,14 @@ def build_trace(records: Iterable[RecordLike], name: str = "pmctl cell") -> dict
     ops, heads = split_records(records)
     offsets = iteration_offsets_ms([*ops, *heads])
     ops.sort(key=lambda r: offsets.get(r.iteration, 0.0) + r.start_ms)
-    events: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []  # one X slice per op, in the order of ``ops``
     lanes: dict[tuple[int, str], list[float]] = {}  # (stage, category) -> each lane's end (us)
     threads: dict[tuple[int, int], str] = {}
-    placed: list[tuple[int, int, float, float]] = []  # per op: pid, tid, ts, dur
     for r in ops:
         stage, cat = r.stage, _category(r)
-        ts = (offsets.get(r.iteration, 0.0) + r.start_ms) * 1000.0
-        dur = max(r.duration_ms, 0.0) * 1000.0
+        base = offsets.get(r.iteration, 0.0)
+        ts = _us(base + r.start_ms)
+        dur = max(round(_us(base + r.end_ms) - ts, 3), 0.0)
         ends = lanes.setdefault((stage, cat), [])
         lane = next((i for i, e in enumerate(ends) if e <= ts), len(ends))
         if lane == len(ends):
@@ -74,13 +91,12 @@ def build_trace(records: Iterable[RecordLike], name: str = "pmctl cell") -> dict
         tid = _TRACK_BASE[cat] + lane
         threads[(stage, tid)] = cat if lane == 0 else f"{cat} {lane + 1}"
         rec = r.to_json()
-        args = {k: rec[k] for k in ("iter", "mb", "path", "peer", "delay_ms") if k in rec}
+        args = {k: rec[k] for k in ("iter", "mb", "path", "peer", "delay_ms", "sent_ms") if k in rec}
         events.append(
             {"name": f"{r.op.value}{r.mb}", "cat": cat, "ph": "X", "ts": ts, "dur": dur,
              "pid": stage, "tid": tid, "args": args}
         )
-        placed.append((stage, tid, ts, dur))
-    events.extend(_flows(ops, placed))
+    markers = _flows(ops, events)
     meta: list[dict[str, Any]] = []
     for stage in sorted({s for s, _ in threads}):
         meta.append({"name": "process_name", "ph": "M", "ts": 0, "pid": stage, "tid": 0,
@@ -92,28 +108,44 @@ def build_trace(records: Iterable[RecordLike], name: str = "pmctl cell") -> dict
                      "args": {"name": tname}})
         meta.append({"name": "thread_sort_index", "ph": "M", "ts": 0, "pid": stage, "tid": tid,
                      "args": {"sort_index": tid}})
-    return {"traceEvents": meta + events, "displayTimeUnit": "ms", "otherData": {"name": name}}
+    return {"traceEvents": meta + events + markers, "displayTimeUnit": "ms",
+            "otherData": {"name": name}}
 
 
-def _flows(ops: list[OpRecord], placed: list[tuple[int, int, float, float]]) -> list[dict[str, Any]]:
-    """Flow start (on the send) / end (on the receive) pairs; unmatched p2p get none."""
-    sends: dict[tuple[int, str, int, int], int] = {}  # flow key -> index in ops
-    recvs: dict[tuple[int, str, int, int], int] = {}
+def _marker(name: str, slice_: dict[str, Any], ts: float, args: dict[str, Any]) -> dict[str, Any]:
+    """A zero-length slice at ``ts`` on the track of ``slice_``."""
+    return {"name": name, "cat": "p2p", "ph": "X", "ts": ts, "dur": 0.0,
+            "pid": slice_["pid"], "tid": slice_["tid"], "args": args}
+
+
+def _flows(ops: list[OpRecord], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Binds one flow per matched send/receive pair (sets ``bind_id`` + ``flow_out`` on the
+    send's slice or a departure marker, ``flow_in`` on an arrival marker); returns the markers.
+    Unmatched p2p events get none."""
+    sends: dict[FlowKey, int] = {}  # flow key -> index in ops (= in events)
+    recvs: dict[FlowKey, int] = {}
     for i, r in enumerate(ops):
         if r.op.is_comm and r.peer is not None:
             (sends if r.op.is_send else recvs)[_flow_key(r, r.peer)] = i
-    out = []
-    for n, key in enumerate(sorted(k for k in sends if k in recvs)):
-        s_pid, s_tid, s_ts, s_dur = placed[sends[key]]
-        r_pid, r_tid, r_ts, r_dur = placed[recvs[key]]
+    markers: list[dict[str, Any]] = []
+    for n, key in enumerate(sorted(k for k in sends if k in recvs), start=1):
+        send, recv = events[sends[key]], events[recvs[key]]
         link, direction, mb, it = key
-        name = f"{direction}{mb} link {link}-{link + 1}"
-        # Bind each end inside its slice (midpoints), so the viewer attaches the arrow.
-        out.append({"name": name, "cat": "p2p", "ph": "s", "id": n, "ts": s_ts + s_dur / 2,
-                    "pid": s_pid, "tid": s_tid, "args": {"iter": it}})
-        out.append({"name": name, "cat": "p2p", "ph": "f", "bp": "e", "id": n,
-                    "ts": r_ts + r_dur / 2, "pid": r_pid, "tid": r_tid, "args": {"iter": it}})
-    return out
+        arrive = round(recv["ts"] + recv["dur"], 3)
+        send_end = round(send["ts"] + send["dur"], 3)
+        if send["ts"] < arrive and send_end <= arrive:
+            out, depart = send, send_end
+        else:  # the send returned after the data had arrived: leave just before the arrival
+            # (1 ns, the trace's resolution: a viewer must meet the start before the end)
+            depart = max(send["ts"], round(arrive - _NS, 3))
+            out = _marker(f"{direction}{mb} sent", send, depart, {"iter": it, "mb": mb})
+            markers.append(out)
+        out.update(bind_id=n, flow_out=True)
+        args = {"iter": it, "mb": mb, "link": f"{link}_{link + 1}",
+                "flight_ms": round((arrive - depart) / 1000.0, 4)}
+        markers.append({**_marker(f"{direction}{mb} arrived", recv, arrive, args),
+                        "bind_id": n, "flow_in": True})
+    return markers
 
 
 def write_trace(cell_dir: Path, out: Path | None = None) -> Path:

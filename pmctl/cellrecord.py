@@ -1,9 +1,15 @@
 """A cell's record: ``cell.json`` (spec and its hash, status, exit codes, host facts with each
-host's stages, versions, iteration times) and its timeline picture."""
+host's stages, versions, iteration times) and its timeline picture.
+
+Per host, ``facts`` is the fact sheet of the last ``pmctl setup`` ({} without one) and
+``runtime`` what the host's first stage reported for this very run (``stage<s>.facts.json``,
+written by the engine before training: python, torch, cuda, hostname, boot_id, platform,
+device, backend; gpu on CUDA), so every cell records the versions it ran with."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,11 +45,31 @@ def make_record(
     )
 
 
+def stage_facts(folder: Path, stage: int) -> dict[str, Any]:
+    """The engine's ``stage<s>.facts.json`` in ``folder`` ({} when absent or unreadable)."""
+    try:
+        facts = json.loads((folder / f"stage{stage}.facts.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return facts if isinstance(facts, dict) else {}
+
+
+def add_runtime_facts(session: Session, record: CellRecord, folder: Path) -> None:
+    """Sets each host's ``runtime``: the facts its first reporting stage wrote."""
+    for h in session.inventory.hosts:
+        found = (stage_facts(folder, s) for s in h.stage_range)
+        facts = next((f for f in found if f), {})
+        runtime = {k: v for k, v in facts.items() if k not in ("stage", "world")}
+        record.hosts.setdefault(h.name, {})["runtime"] = runtime
+
+
 def add_results(session: Session, record: CellRecord, folder: Path) -> None:
-    """For a cell whose stages all finished: fails it when a stage's op log is missing, else
-    fills in the iteration times from the op logs."""
+    """Records what the stages reported about themselves; then, for a cell whose stages all
+    finished: fails it when a stage's op log is missing, else fills in the iteration times
+    from the op logs."""
     from engine.oplog import iteration_times_ms, read_records, summarize
 
+    add_runtime_facts(session, record, folder)
     if record.status != DONE:
         return
     missing = missing_op_logs(session.inventory, folder)

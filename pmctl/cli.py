@@ -47,14 +47,17 @@ def main() -> None:
     """Console-script entry: runs the app; one red line + exit 2 for user errors.
 
     Usage errors (bad flag values, unknown options) and our own user errors are one line and
-    exit 2; anything else that escapes is a bug whose traceback goes to a log file.
+    exit 2; anything else that escapes is a bug whose traceback goes to a log file (exit 1);
+    Ctrl-C exits 130. The codes are listed in ``pmctl.app.EXIT_CODES`` and ``pmctl --help``.
     """
     prefix = "\x1b[31merror:\x1b[0m" if sys.stderr.isatty() else "error:"
+    # One program name whichever way pmctl was started (``python -m pmctl`` too): the usage
+    # lines and the shell-completion variable (_PMCTL_COMPLETE) depend on it.
     if len(sys.argv) < 2:
-        app()  # no arguments: Typer prints the help (exit 2)
+        app(prog_name="pmctl")  # no arguments: Typer prints the help (exit 2); completion requests end here
         return
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="pmctl")
     except KeyboardInterrupt:
         sys.stderr.write("pmctl: interrupted\n")
         sys.exit(130)

@@ -1,22 +1,24 @@
 """``pmctl run`` as a function: compute simulated figures, then run each measured cell with
 live progress, skip finished cells, print a summary table, and return the exit code
-(0 all good, 1 a cell failed, 130 interrupted)."""
+(0 all good, 1 a cell failed, 130 interrupted). With a ``report`` callback (``--json``) each
+finished cell, then a summary, is also handed over as one JSON-ready dict."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from figures.cells import Cell, cell_label
 from figures.registry import simulated_root
 from figures.store import DONE, cell_status, is_done, sweep_staging
 from pmctl import runs
+from pmctl.console import make_table
 from pmctl.errors import UserError
 from pmctl.fanout import fanout, raise_first
 from pmctl.inventory import Inventory, load_inventory
@@ -33,6 +35,7 @@ from pmctl.matrix import (
 from pmctl.session import Session
 
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+Report = Callable[[dict[str, Any]], None]  # receives one JSON-ready object per event (--json)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class RunRequest:
     timeout_s: float = 900.0
     engine_entry: tuple[str, ...] | None = None  # None = the bundled engine
     extras: bool = False  # the simulated figures' expensive extra lines
+    tensorboard: Path | None = None  # write each finished cell's scalars under this log dir
 
 
 def preflight(session: Session) -> None:
@@ -127,24 +131,29 @@ def plan(session: Session, req: RunRequest) -> tuple[list, list[PlannedCell]]:
     return simulated, cells
 
 
-def execute(session: Session, req: RunRequest, console: Console) -> int:
-    """Runs the request; returns the exit code."""
+def execute(session: Session, req: RunRequest, console: Console, report: Report | None = None) -> int:
+    """Runs the request; returns the exit code. ``report`` gets each finished cell's and
+    simulated figure's object, then the summary (the dry run: each planned cell's)."""
     simulated, cells = plan(session, req)
     if req.dry_run:
-        _print_plan(console, simulated, cells, req)
+        _print_plan(console, simulated, cells, req, report)
         return 0
     root = simulated_root(req.results, req.quick)
     for fig in simulated:
         with console.status(f"computing {fig.name} (simulated)"):
             fig.compute(root / fig.name, req.quick, None, extras=req.extras)
         console.print(f"{fig.name}: computed into {root / fig.name}")
+        if report:
+            report({"type": "figure", "figure": fig.name, "kind": "simulated", "status": "computed", "folder": str(root / fig.name)})
     if not cells:
+        _summary(console, [], report)
         return 0
     with runs.run_lock():
-        return _run_cells(session, req, cells, console)
+        return _run_cells(session, req, cells, console, report)
 
 
-def _run_cells(session: Session, req: RunRequest, cells: list[PlannedCell], console: Console) -> int:
+def _run_cells(session: Session, req: RunRequest, cells: list[PlannedCell], console: Console,
+               report: Report | None = None) -> int:
     """The measured part of a run: every cell in turn, then the summary; the exit code."""
     _check_idle(session)
     for root in dict.fromkeys(p.root for p in cells):
@@ -167,6 +176,8 @@ def _run_cells(session: Session, req: RunRequest, cells: list[PlannedCell], cons
                 cell = planned.cell
                 if not req.force and is_done(planned.root, cell):
                     outcomes.append(CellOutcome(cell, "skipped", planned.folder, reason="done"))
+                    if report:
+                        report(outcome_json(outcomes[-1]))
                     progress.advance(all_task)
                     continue
                 label = cell_label(cell)
@@ -186,42 +197,73 @@ def _run_cells(session: Session, req: RunRequest, cells: list[PlannedCell], cons
                     outcome = run_cell(session, cell, replace(opts, results_root=planned.root), show)
                 except CellInterrupted as exc:
                     outcomes.append(exc.args[0])
+                    if report:
+                        report(outcome_json(outcomes[-1]))
                     raise
                 finally:
                     progress.remove_task(it_task)
                 outcomes.append(outcome)
+                if report:
+                    report(outcome_json(outcome))
                 progress.advance(all_task)
+                if req.tensorboard is not None and outcome.status == "done":
+                    from pmctl.metrics import write_cell_scalars
+                    write_cell_scalars(req.tensorboard, req.results, cell, planned.folder)
                 style = "green" if outcome.status == "done" else "red"
                 console.print(f"[{style}]{outcome.status}[/{style}] {label} ({outcome.seconds:.1f} s) {outcome.reason}", highlight=False)
     except KeyboardInterrupt:
-        _summary(console, outcomes)
+        _summary(console, outcomes, report, EXIT_INTERRUPTED)
         console.print("[red]interrupted[/red]: stopped everything started; the cell is recorded as interrupted")
         return EXIT_INTERRUPTED
     finally:
         session.restore_signal_handlers()
-    _summary(console, outcomes)
-    return EXIT_FAILED if any(o.status not in ("done", "skipped") for o in outcomes) else 0
+    code = EXIT_FAILED if any(o.status not in ("done", "skipped") for o in outcomes) else 0
+    _summary(console, outcomes, report, code)
+    return code
 
 
-def _print_plan(console: Console, simulated: list, cells: list[PlannedCell], req: RunRequest) -> None:
+def outcome_json(o: CellOutcome) -> dict[str, Any]:
+    """One finished cell as ``--json`` prints it (strict JSON: no NaN or infinity)."""
+    ms = o.mean_ms if o.mean_ms is not None and math.isfinite(o.mean_ms) else None
+    return {"type": "cell", "cell": cell_label(o.cell), "spec": o.cell.to_json(), "status": o.status,
+            "folder": str(o.folder), "seconds": round(o.seconds, 3), "reason": o.reason, "mean_ms": ms,
+            "exit_codes": o.exit_codes}
+
+
+def _print_plan(console: Console, simulated: list, cells: list[PlannedCell], req: RunRequest,
+                report: Report | None = None) -> None:
     root = simulated_root(req.results, req.quick)
     for fig in simulated:
         console.print(f"{fig.name}: simulated, computed locally into {root / fig.name}")
-    table = Table("folder", "stages", "preset", "micro-batches", "iterations", "fault at", "now",
-                  "action", title="pmctl run --dry-run")
+        if report:
+            report({"type": "figure", "figure": fig.name, "kind": "simulated", "status": "planned", "folder": str(root / fig.name)})
+    table = make_table("folder", "stages", "preset", "micro-batches", "iterations", "fault at", "now",
+                       "action", title="pmctl run --dry-run")
+    actions = []
     for p in cells:
         c = p.cell
         now = cell_status(p.root, c)
         action = "skip" if now == DONE and not req.force else "run"
+        actions.append(action)
         table.add_row(str(p.folder), str(c.stages), c.preset, str(c.microbatches),
                       str(c.iterations), str(c.fault_at), now, action)
+        if report:
+            report({"type": "plan", "cell": cell_label(c), "spec": c.to_json(), "folder": str(p.folder),
+                    "status": now, "action": action})
     console.print(table)
+    if report:
+        report({"type": "summary", "dry_run": True, "cells": len(cells), "run": actions.count("run"),
+                "skip": actions.count("skip"), "exit_code": 0})
 
 
-def _summary(console: Console, outcomes: list[CellOutcome]) -> None:
+def _summary(console: Console, outcomes: list[CellOutcome], report: Report | None = None, code: int = 0) -> None:
+    if report:
+        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "interrupted")}
+        report({"type": "summary", "cells": len(outcomes), **counts,
+                "seconds": round(sum(o.seconds for o in outcomes), 3), "exit_code": code})
     if not outcomes:
         return
-    table = Table("cell", "status", "iteration (ms)", "wall (s)", "reason", title="summary")
+    table = make_table("cell", "status", "iteration (ms)", "wall (s)", "reason", title="summary")
     for o in outcomes:
         ms = f"{o.mean_ms:.1f}" if o.mean_ms is not None and math.isfinite(o.mean_ms) else "-"
         style = {"done": "green", "skipped": "dim"}.get(o.status, "red")

@@ -5,8 +5,10 @@ closed at the end), the recorded host facts, and signal handling that lets clean
 from __future__ import annotations
 
 import json
+import os
 import platform
 import signal
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,37 @@ from typing import Any
 from pmctl import __version__, runs
 from pmctl.inventory import Host, Inventory
 from pmctl.transport import Transport, connect
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+GIT_TIMEOUT_S = 10.0
+
+
+def _git_env() -> dict[str, str]:
+    """Ours, not an inherited GIT_DIR's repository; read only (no index refresh, so no lock
+    that a concurrent ``git commit`` would trip on)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return {**env, "GIT_OPTIONAL_LOCKS": "0"}
+
+
+def git_version(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """``git_commit`` (HEAD) and ``git_dirty`` (tracked files changed, as ``git describe
+    --dirty`` counts them) of the checkout pmctl runs from; {} when it is not one (an installed
+    wheel), has no commit yet, or git is missing or refuses."""
+    if not (root / ".git").exists():  # not a parent repository that merely holds a venv
+        return {}
+    try:
+        r = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=GIT_TIMEOUT_S,
+            env=_git_env(),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    lines = r.stdout.splitlines() if r.returncode == 0 else []
+    commit = next((ln.split()[2] for ln in lines if ln.startswith("# branch.oid ")), "")
+    if not commit or commit == "(initial)":
+        return {}
+    return {"git_commit": commit, "git_dirty": any(not ln.startswith("#") for ln in lines)}
 
 
 def facts_path(host: Host) -> Path:
@@ -54,8 +87,11 @@ class Session:
             return {}
 
     def versions(self) -> dict[str, Any]:
-        """Versions of the controlling side, for ``cell.json``."""
-        return {"pmctl": __version__, "python": platform.python_version()}
+        """Versions of the controlling side, for ``cell.json``: pmctl, its python and
+        platform, and the project's git commit with a dirty flag where pmctl runs from a
+        checkout (the stages' versions are the hosts' ``runtime``, ``pmctl.cellrecord``)."""
+        return {"pmctl": __version__, "python": platform.python_version(),
+                "platform": platform.platform(), **git_version()}
 
     # -- signals ----------------------------------------------------------------------
 

@@ -25,6 +25,45 @@ def test_cli_imports_no_torch():
     assert out.stdout.strip() == ""
 
 
+# The controller (`pip install .`, no `engine` extra) has no torch: everything it imports must
+# import without it. Every module of these packages is imported, in one fresh interpreter.
+_CONTROLLER_PACKAGES = ("figures", "engine.planner", "pmctl.commands")
+_CONTROLLER_MODULES = ("pmctl", "pmctl.cli", "pmctl.app", "pmctl.console", "pmctl.matrix",
+                       "pmctl.experiment_file", "pmctl.experiment", "pmctl.deploy", "pmctl.status",
+                       "engine.cellspec", "engine.methods", "engine.presets", "figures.registry")
+
+
+def test_controller_modules_import_no_torch():
+    code = f"""
+import importlib, pkgutil, sys
+names = list({_CONTROLLER_MODULES!r})
+for pkg in {_CONTROLLER_PACKAGES!r}:
+    mod = importlib.import_module(pkg)
+    names += [pkg + "." + m.name for m in pkgutil.iter_modules(mod.__path__)]
+for name in names:
+    importlib.import_module(name)
+    if "torch" in sys.modules:
+        print("torch imported by", name)
+        break
+print(len(names), "modules")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "torch imported" not in out.stdout, out.stdout
+    assert int(out.stdout.split()[-2]) > 40, out.stdout  # figures' and the planner's modules were found
+
+
+def test_help_and_version_import_no_torch():
+    for argv in (["pmctl", "--help"], ["pmctl", "--version"], ["pmctl", "run", "--help"]):
+        code = (
+            "import atexit, sys; "
+            "atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'clean')); "
+            f"sys.argv = {argv!r}; from pmctl.cli import main; main()"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().endswith("clean"), (argv, out.stdout[-200:])
+
+
 def test_help_exits_zero():
     out = subprocess.run([sys.executable, "-m", "pmctl", "--help"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

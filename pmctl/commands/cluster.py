@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from pmctl.app import app
 
@@ -22,7 +21,7 @@ from pmctl.commands.spec_flags import (  # noqa: E402
     PresetOpt,
     StagesOpt,
 )
-from pmctl.console import make_console
+from pmctl.console import make_console, make_table
 from pmctl.errors import UserError
 
 InventoryOpt = Annotated[
@@ -51,15 +50,20 @@ def setup(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; touch no host.")] = False,
     install_redis: Annotated[bool, typer.Option("--install-redis", help="apt-install redis-server on the master if missing.")] = False,
     accept_new_host_keys: AcceptKeysOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {hosts:[{host, action, ok, problem, seconds, facts}]} (with `--dry-run`: {plan:[...]}); progress goes to stderr.")] = False,
 ) -> None:
     """Deploy the project to every host (wheel + venv, torch reused), check torch, device,
     backend and redis-server, and record a fact sheet per host."""
     from pmctl.deploy import plan_lines, setup_hosts
 
-    console = make_console()
+    console = make_console(stderr=as_json)
     with open_session(inventory, accept_new_host_keys) as session:
         if dry_run:
-            for line in plan_lines(session.inventory, force, install_redis):
+            lines = plan_lines(session.inventory, force, install_redis)
+            if as_json:
+                typer.echo(json.dumps({"dry_run": True, "plan": lines}, indent=2))
+                return
+            for line in lines:
                 console.print(line, highlight=False)
             return
         with console.status("setting up hosts..."):
@@ -67,13 +71,18 @@ def setup(
                 session, force, install_redis,
                 on_host=lambda r: console.print(f"{r.host}: {r.action}{' - ' + r.problem if r.problem else ''}", highlight=False),
             )
-    table = Table("host", "action", "python", "torch", "device", "problem")
-    for r in results:
-        f = r.facts
-        dev = f"cuda x{f.get('cuda_count')}" if f.get("cuda_count") else ("cpu" if f else "")
-        table.add_row(r.host, r.action, str(f.get("python", "")), str(f.get("torch", "")), dev, r.problem)
-    console.print(table)
     bad = [r for r in results if not r.ok]
+    if as_json:
+        hosts = [{"host": r.host, "action": r.action, "ok": r.ok, "problem": r.problem,
+                  "seconds": round(r.seconds, 3), "facts": r.facts} for r in results]
+        typer.echo(json.dumps({"ok": not bad, "hosts": hosts}, indent=2, default=str))
+    else:
+        table = make_table("host", "action", "python", "torch", "device", "problem")
+        for r in results:
+            f = r.facts
+            dev = f"cuda x{f.get('cuda_count')}" if f.get("cuda_count") else ("cpu" if f else "")
+            table.add_row(r.host, r.action, str(f.get("python", "")), str(f.get("torch", "")), dev, r.problem)
+        console.print(table)
     if bad:
         raise UserError(f"setup failed on {len(bad)} host(s); first: {bad[0].problem}", f"host {bad[0].host}")
 
@@ -128,7 +137,7 @@ def status(
 
 
 def _render_status(console: Console, data: dict) -> None:
-    hosts = Table("host", "stages", "address", "reachable", "python", "torch", "device", "bundle", "redis", title=f"cluster {data['cluster']}")
+    hosts = make_table("host", "stages", "address", "reachable", "python", "torch", "device", "bundle", "redis", title=f"cluster {data['cluster']}")
     for h in data["hosts"]:
         reach = "yes" if h["reachable"] else f"[red]no[/red] {h['error']}"
         dev = h["device"] + (f" x{h['cuda_count']}" if h.get("cuda_count") else "")
@@ -142,11 +151,11 @@ def _render_status(console: Console, data: dict) -> None:
         c = run["cell"]
         owner = "running" if run["pmctl_alive"] else "[red]pmctl gone: run `pmctl stop`[/red]"
         console.print(f"cell {c['figure']}/{c['method']}/{c['links']}/{c['delay_s']} ({run['run_id']}, {owner}), redis {run['redis']}")
-        t = Table("stage", "iteration", "phase", "last iteration (ms)")
+        t = make_table("stage", "iteration", "phase", "last iteration (ms)")
         for s, hb in run["stages"].items():
             t.add_row(s, f"{hb.get('iteration')}/{c['iterations']}", str(hb.get("phase")), f"{hb.get('last_iteration_ms') or 0:.1f}")
         console.print(t)
-    figs = Table("figure", "cells", "done", "failed", "interrupted", "stale", "missing")
+    figs = make_table("figure", "cells", "done", "failed", "interrupted", "stale", "missing")
     for f in data["figures"]:
         figs.add_row(f["figure"], str(f["cells"]), str(f["done"]), str(f["failed"]), str(f["interrupted"]), str(f["stale"]), str(f["missing"]))
     console.print(figs)
@@ -156,17 +165,21 @@ def _render_status(console: Console, data: dict) -> None:
 def stop(
     inventory: InventoryOpt = None,
     accept_new_host_keys: AcceptKeysOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {running, run_id, stopped:[one line per thing stopped]}.")] = False,
 ) -> None:
     """Stop everything pmctl started on every host (only our process groups). Idempotent."""
     from pmctl import runs
     from pmctl.stopper import stop_recorded
 
     entry = runs.load()
-    if entry is None:
-        typer.echo("nothing running")
-        return
-    # The run's own inventory knows where its processes are, unless told otherwise.
-    chosen = inventory or (Path(entry.inventory) if Path(entry.inventory).is_file() else None)
-    with open_session(chosen, accept_new_host_keys) as session:
-        lines = stop_recorded(session)
-    typer.echo("\n".join(lines) if lines else "nothing running")
+    lines: list[str] = []
+    if entry is not None:
+        # The run's own inventory knows where its processes are, unless told otherwise.
+        chosen = inventory or (Path(entry.inventory) if Path(entry.inventory).is_file() else None)
+        with open_session(chosen, accept_new_host_keys) as session:
+            lines = stop_recorded(session)
+    if as_json:
+        run_id = entry.run_id if entry is not None else None
+        typer.echo(json.dumps({"running": entry is not None, "run_id": run_id, "stopped": lines}, indent=2))
+    else:
+        typer.echo("\n".join(lines) if lines else "nothing running")

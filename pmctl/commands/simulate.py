@@ -50,6 +50,14 @@ def simulate(
     plot: Annotated[
         Optional[Path], typer.Option(help="Also draw the timeline to this image (.png or .pdf).")
     ] = None,
+    export_csv: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Also write the planned schedule to this file in torch.distributed.pipelining's "
+            "compute-only action CSV (one row per rank, e.g. 0F0,0I0,0W0; our B = I, BW = B), "
+            "for _PipelineScheduleRuntime._load_csv."
+        ),
+    ] = None,
 ) -> None:
     """Plan a schedule and replay it under per-link delays (the paper's sections 2-3): iteration time,
     bubble rate, warm-up, Delta, peak activations and a timeline. pipemorph+ is the improved
@@ -70,12 +78,28 @@ def simulate(
         time_limit_s=time_limit,
     )
     outcome = run_scenario(scenario)
+    if export_csv is not None:
+        _export_csv(outcome, export_csv)
     if plot is not None:
         _plot(outcome, plot, schedule)
     if as_json:
         sys.stdout.write(json.dumps(outcome.to_json()) + "\n")
         return
-    _print_human(outcome, scenario, plot)
+    _print_human(outcome, scenario, plot, export_csv)
+
+
+def _export_csv(outcome: Outcome, path: Path) -> None:
+    """Writes the planned order (not the replay's timing) as torch's action CSV."""
+    from engine.planner.export import ExportError, to_torch_csv
+
+    try:
+        text = to_torch_csv(outcome.result.schedule)
+    except ExportError as exc:
+        raise UserError(f"--export-csv: {exc}") from None
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"--export-csv {path}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _plot(outcome: Outcome, path: Path, title: str) -> None:
@@ -94,7 +118,8 @@ def _plot(outcome: Outcome, path: Path, title: str) -> None:
     save(fig, path.parent, path.stem, formats=(path.suffix.lstrip(".") or "png",))
 
 
-def _print_human(outcome: Outcome, sc: Scenario, plot: Path | None) -> None:
+def _print_human(outcome: Outcome, sc: Scenario, plot: Path | None,
+                 export_csv: Path | None = None) -> None:
     from engine.planner.timeline_text import STYLES, timeline_rows
 
     console = make_console()
@@ -134,6 +159,8 @@ def _print_human(outcome: Outcome, sc: Scenario, plot: Path | None) -> None:
     console.print(Text(legend, style="dim"))
     if plot is not None:
         console.print(f"timeline plot: {plot}")
+    if export_csv is not None:
+        console.print(f"torch action CSV: {export_csv}")
     for note in outcome.warnings:
         err.print(f"[yellow]warning:[/yellow] {note}")
 

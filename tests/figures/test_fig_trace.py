@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fig_synthetic import write_oplogs
@@ -12,12 +18,12 @@ from engine.oplog import read_records
 from figures.perfetto import build_trace, write_trace
 from figures.timeline import NoOpsError, render_cell_timeline
 
+REPO = Path(__file__).resolve().parents[2]
 REQUIRED = {
     "X": {"name", "cat", "ph", "ts", "dur", "pid", "tid"},
     "M": {"name", "ph", "pid", "tid", "args"},
-    "s": {"name", "cat", "ph", "id", "ts", "pid", "tid"},
-    "f": {"name", "cat", "ph", "id", "ts", "pid", "tid", "bp"},
 }
+EPS_US = 1e-3  # the trace's resolution: 1 ns
 
 
 @pytest.fixture
@@ -28,14 +34,62 @@ def cell(tmp_path: Path) -> Path:
 
 
 def _add_delegate_sends(path: Path) -> None:
-    """Three overlapping delegate sends from stage 2 (K=3 workers in flight) and their receives."""
+    """Three overlapping delegate sends from stage 2 (K=3 workers in flight) and their
+    receives; the last send returns after its data arrived (a blocking send)."""
     with (path / "stage2.jsonl").open("a") as f2, (path / "stage3.jsonl").open("a") as f3:
         for mb in range(3):
             send = {"kind": "op", "iter": 2, "stage": 2, "op": "SEND_F", "mb": mb + 10,
                     "start_ms": 10 + mb, "end_ms": 80 + mb, "path": "delegate", "peer": 3, "delay_ms": 60}
-            recv = {**send, "stage": 3, "op": "RECV_F", "peer": 2, "start_ms": 75 + mb, "end_ms": 81 + mb}
+            arrived = 81 + mb if mb < 2 else 79.5 + mb
+            recv = {**send, "stage": 3, "op": "RECV_F", "peer": 2, "start_ms": 5 + mb,
+                    "end_ms": arrived, "sent_ms": 10 + mb}
             f2.write(json.dumps(send) + "\n")
             f3.write(json.dumps(recv) + "\n")
+
+
+def arrows(trace: dict[str, Any]) -> list[tuple[dict, dict]]:
+    """(slice the arrow leaves, slice it enters) per flow (v2 ``bind_id`` bindings), after
+    checking each id binds exactly one of each."""
+    outs: dict[int, list[dict]] = {}
+    ins: dict[int, list[dict]] = {}
+    for e in trace["traceEvents"]:
+        if "bind_id" in e:
+            assert e["ph"] == "X" and e.get("flow_out", False) != e.get("flow_in", False), e
+            (outs if e.get("flow_out") else ins).setdefault(e["bind_id"], []).append(e)
+    assert outs.keys() == ins.keys()
+    assert all(len(v) == 1 for v in [*outs.values(), *ins.values()])
+    return [(outs[i][0], ins[i][0]) for i in sorted(outs)]
+
+
+def _inside(ts: float, s: dict) -> bool:
+    return s["ts"] - EPS_US <= ts <= s["ts"] + s["dur"] + EPS_US
+
+
+def check_arrows(trace: dict[str, Any]) -> int:
+    """Every arrow goes forward in time, from the end of a send (or a point inside it) to a
+    zero-length slice at the end of its receive; returns how many left a departure marker."""
+    slices = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    by_track: dict[tuple[int, int], list[dict]] = {}
+    for e in slices:
+        by_track.setdefault((e["pid"], e["tid"]), []).append(e)
+    markers = 0
+    for out, into in arrows(trace):
+        # viewers draw from the end of the slice left to the start of the slice entered
+        start, finish = out["ts"] + out["dur"], into["ts"]
+        assert finish >= start - EPS_US, (out, into)
+        assert into["dur"] == 0 and into["name"].endswith(" arrived")
+        recvs = [e for e in by_track[(into["pid"], into["tid"])] if e["name"].startswith("RECV_")
+                 and abs(e["ts"] + e["dur"] - into["ts"]) <= EPS_US and e["args"]["mb"] == into["args"]["mb"]]
+        assert len(recvs) == 1, into
+        assert recvs[0]["name"][len("RECV_"):] == into["name"].split()[0]
+        if out["name"].startswith("SEND_"):
+            assert out["name"][len("SEND_"):] == into["name"].split()[0]
+            continue
+        markers += 1
+        assert out["dur"] == 0 and out["name"] == into["name"].replace("arrived", "sent")
+        assert any(e["name"].startswith("SEND_") and _inside(out["ts"], e)
+                   for e in by_track[(out["pid"], out["tid"])]), out
+    return markers
 
 
 def test_trace_events_are_complete_and_flows_pair(cell: Path) -> None:
@@ -45,13 +99,12 @@ def test_trace_events_are_complete_and_flows_pair(cell: Path) -> None:
     events = trace["traceEvents"]
     for e in events:
         assert REQUIRED[e["ph"]] <= e.keys(), e
-    starts = {e["id"]: e for e in events if e["ph"] == "s"}
-    ends = {e["id"]: e for e in events if e["ph"] == "f"}
-    assert starts and starts.keys() == ends.keys()
+    pairs = arrows(trace)
     # 3 iterations x 3 micro-batches x 3 links of forwards, plus the 3 delegate sends.
-    assert len(starts) == 3 * 3 * 3 + 3
-    for i, s in starts.items():
-        assert ends[i]["pid"] == s["pid"] + 1  # forward sends go to the next stage
+    assert len(pairs) == 3 * 3 * 3 + 3
+    for o, i in pairs:
+        assert i["pid"] == o["pid"] + 1  # forward sends go to the next stage
+    assert check_arrows(trace) == 1  # the blocking send that returned after the arrival
     processes = {e["args"]["name"] for e in events if e["name"] == "process_name"}
     assert processes == {f"stage {s}" for s in range(4)}
     threads = {(e["pid"], e["args"]["name"]) for e in events if e["name"] == "thread_name"}
@@ -59,12 +112,20 @@ def test_trace_events_are_complete_and_flows_pair(cell: Path) -> None:
             (3, "delegate receive")} <= threads
 
 
+def test_arrows_start_at_the_send_end_and_finish_at_the_arrival(cell: Path) -> None:
+    trace = build_trace(read_records(cell))
+    for out, into in arrows(trace):
+        assert out["name"].startswith("SEND_F")  # every send here ended before its arrival
+        assert into["ts"] - (out["ts"] + out["dur"]) == pytest.approx(60_000.0)  # the delay, us
+        assert into["args"]["flight_ms"] == pytest.approx(60.0)
+
+
 def test_slices_on_one_track_never_overlap(cell: Path) -> None:
     _add_delegate_sends(cell)
     events = build_trace(read_records(cell))["traceEvents"]
     tracks: dict[tuple[int, int], list[tuple[float, float]]] = {}
     for e in events:
-        if e["ph"] == "X":
+        if e["ph"] == "X" and e["dur"] > 0:  # zero-length markers nest anywhere
             tracks.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
     for spans in tracks.values():
         spans.sort()
@@ -82,3 +143,38 @@ def test_timeline_png(cell: Path, tmp_path: Path) -> None:
     assert png == cell / "timeline.png" and png.stat().st_size > 0
     with pytest.raises(NoOpsError):
         render_cell_timeline(tmp_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_arrows_of_a_real_pipemorph_cell(tmp_path: Path) -> None:
+    """A real 4-stage run (tiny preset, PipeMorph, 50 ms on link 2_3 from iteration 1, so
+    delegates carry the messages): every arrow of its trace goes forward in time."""
+    out = tmp_path / "cell"
+    cmd = [sys.executable, "-m", "engine.forkrun", "--master-port", str(_free_port()),
+           "--nnodes", "1", "--nproc-per-node", "4", "-m", "engine.train",
+           "--preset", "tiny", "--method", "pipemorph", "--iterations", "3", "--microbatches", "6",
+           "--links", "2_3", "--delay", "0.05", "--fault-at", "1", "--pace", "4,5,3",
+           "--out", str(out), "--timeout", "30"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 0, err[-3000:]
+    trace = json.loads(write_trace(out).read_text())
+    pairs = arrows(trace)
+    # every message of 3 iterations: 6 micro-batches x 3 links x 2 directions
+    assert len(pairs) == 3 * 6 * 3 * 2
+    check_arrows(trace)
+    assert any(o["cat"] == "delegate send" for o, _ in pairs)  # the offloaded iterations

@@ -1,0 +1,94 @@
+"""Packaging: torch is only in the `engine` extra, and the controller alone (`pip install .`)
+installs and works in a fresh Python 3.13 venv without torch."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+_SOURCES = ("pyproject.toml", "README.md", "pmctl", "engine", "injector", "figures")
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_torch_is_only_in_the_engine_extra() -> None:
+    from pmctl.deploy import runtime_requirements
+
+    project = _pyproject()
+    assert not [d for d in project["dependencies"] if d.lower().startswith("torch")]
+    assert [d for d in project["optional-dependencies"]["engine"] if d.startswith("torch")] == ["torch>=2.4"]
+    # What `pmctl setup` installs on a host beside the --no-deps wheel: never torch.
+    assert runtime_requirements() == project["dependencies"]
+    assert project["requires-python"] == ">=3.10,<3.14"
+
+
+def _python313() -> str | None:
+    found = shutil.which("python3.13")
+    if found:
+        return found
+    pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13")))
+    return pyenv[-1] if pyenv else None
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    return r
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_controller_installs_and_runs_on_python313_without_torch(tmp_path: Path) -> None:
+    python = _python313()
+    if python is None:
+        pytest.skip("no python3.13 on this machine (on PATH or in ~/.pyenv/versions)")
+    # A copy of the sources, so the build leaves nothing (build/, *.egg-info) in the checkout.
+    src = tmp_path / "src"
+    for name in _SOURCES:
+        item = ROOT / name
+        if item.is_dir():
+            shutil.copytree(item, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            src.mkdir(exist_ok=True)
+            shutil.copy2(item, src / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMCTL_", "VIRTUAL_ENV", "PYTHON"))}
+    env["PMCTL_STATE_DIR"] = str(tmp_path / ".pmctl")
+    venv = tmp_path / "venv"
+    _run([python, "-m", "venv", str(venv)], tmp_path, env, 120)
+    vpy, pmctl = str(venv / "bin" / "python"), str(venv / "bin" / "pmctl")
+    # The controller only: the project's base dependencies, no extra.
+    _run([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(src)], tmp_path, env, 480)
+
+    work = tmp_path / "work"  # no inventory.toml here: the built-in local cluster
+    work.mkdir()
+    version = _run([pmctl, "--version"], work, env, 60)
+    import pmctl as here
+
+    assert version.stdout.strip() == f"pmctl {here.__version__}"
+    listed = _run([pmctl, "list"], work, env, 120)
+    assert "fig15" in listed.stdout and "fig19" in listed.stdout
+    sim = _run([pmctl, "simulate", "--schedule", "zb", "--stages", "4", "--microbatches", "8", "--json"], work, env, 120)
+    assert '"schedule"' in sim.stdout or "zb" in sim.stdout
+    _run([pmctl, "simulate", "--schedule", "zb", "--stages", "4", "--microbatches", "8"], work, env, 120)
+
+    facts = _run([vpy, "-c", (
+        "import importlib.metadata as m, importlib.util as u, sys; "
+        "print(sys.version_info[:2]); print(u.find_spec('torch') is None); "
+        "print([r for r in m.requires('pmctl') if r.startswith('torch')])"
+    )], work, env, 60).stdout.splitlines()
+    assert facts[0] == "(3, 13)"
+    assert facts[1] == "True", "torch was installed with the controller"
+    assert facts[2] == "['torch>=2.4; extra == \"engine\"']"
