@@ -183,16 +183,20 @@ def _compare(ctx: _Ctx, method: str, warmup: int, iters: int) -> dict:
     theirs = _TorchSide(ctx, method, ours.schedule)
     times: dict[str, list[float]] = {"ours": [], "torch": []}
     compute: dict[str, list[float]] = {"ours": [], "torch": []}
+    cpu_ms: dict[str, list[float]] = {"ours": [], "torch": []}  # summed over the ranks
     losses: dict[str, list[float | None]] = {"ours": [], "torch": []}
     for it in range(warmup + iters):
         sides = [("ours", ours), ("torch", theirs)]
         for name, side in sides if it % 2 == 0 else sides[::-1]:
             dist.barrier()
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             loss, busy_ms = side.iteration(it)
             wall = torch.tensor([(time.perf_counter() - t0) * 1000.0], dtype=torch.float64)
+            cpu = torch.tensor([(time.process_time() - c0) * 1000.0], dtype=torch.float64)
             dist.all_reduce(wall, op=dist.ReduceOp.MAX)
+            dist.all_reduce(cpu, op=dist.ReduceOp.SUM)
             times[name].append(float(wall[0]))
+            cpu_ms[name].append(float(cpu[0]))
             compute[name].append(busy_ms)
             losses[name].append(loss)
     ours.close()
@@ -205,6 +209,8 @@ def _compare(ctx: _Ctx, method: str, warmup: int, iters: int) -> dict:
         res["sides"][name] = {
             "iteration_ms": times[name],
             "median_ms": statistics.median(timed) if timed else None,
+            "cpu_ms": cpu_ms[name],
+            "median_cpu_ms": statistics.median(cpu_ms[name][warmup:]) if timed else None,
             "compute_ms_per_rank": [round(float(t[0]), 2) for t in per_rank],
             "loss": losses[name],
         }
@@ -349,12 +355,12 @@ def _print(report: dict) -> None:
         ours, theirs = res["sides"]["ours"], res["sides"]["torch"]
         print(f"\n== {method}")
         print(f"{'iter':>4} {'loss ours':>22} {'loss torch':>22} {'rel diff':>9} "
-              f"{'ours ms':>8} {'torch ms':>8}")
+              f"{'ours ms':>8} {'torch ms':>8} {'ours cpu':>8} {'torch cpu':>9}")
         for i, (lo, lt) in enumerate(zip(ours["loss"], theirs["loss"])):
             rel = abs(lo - lt) / abs(lt) if lo is not None and lt is not None else float("nan")
             tag = " (warm-up)" if i < report["warmup"] else ""
             print(f"{i:>4} {lo!r:>22} {lt!r:>22} {rel:>9.1e} {ours['iteration_ms'][i]:>8.1f} "
-                  f"{theirs['iteration_ms'][i]:>8.1f}{tag}")
+                  f"{theirs['iteration_ms'][i]:>8.1f} {ours['cpu_ms'][i]:>8.0f} {theirs['cpu_ms'][i]:>9.0f}{tag}")
         agree = res["max_rel_loss_diff"] is not None and res["max_rel_loss_diff"] < 1e-9
         print(f"losses agree (max relative difference {res['max_rel_loss_diff']:.1e} < 1e-9): "
               f"{'yes' if agree else 'NO'}")
@@ -362,6 +368,8 @@ def _print(report: dict) -> None:
             print(f"median iteration: ours {ours['median_ms']:.1f} ms, torch {theirs['median_ms']:.1f} ms; "
                   f"ours / torch = {res['ratio']:.3f} (median of paired ratios "
                   f"{res['paired_ratio_median']:.3f})")
+            print(f"CPU time per iteration, all ranks: ours {ours['median_cpu_ms']:.0f} ms, "
+                  f"torch {theirs['median_cpu_ms']:.0f} ms (median)")
         for name, side in (("ours", ours), ("torch", theirs)):
             med = side["median_ms"] or 0.0
             busy = side["compute_ms_per_rank"]
