@@ -16,18 +16,23 @@ For each method (1F1B and ZB: their healthy plans) every process holds two copie
   ``engine.planner.export.to_torch_csv`` (torch adds the sends/receives itself). The stage gets
   a ``dw_builder`` over our ``WeightGradStore``, so its I / W / B actions compute exactly our
   B / W / BW (without it torch splits the backward by walking the autograd graph, which with our
-  ``DeferredLinear`` recomputes each linear's input gradient in W); the loss function is ours
-  (``engine.stage.lm_loss`` / N on the last stage, ``scale_grads=False``).
+  ``DeferredLinear`` runs each linear's whole backward twice, once in I and again in W); the
+  loss function is ours (``engine.stage.lm_loss`` / N on the last stage, ``scale_grads=False``).
 
 Both see the same micro-batches (``engine.data``: iteration ``it``'s, or iteration 0's with
 ``--fixed-data``). Iterations alternate which side runs first; each is timed from a barrier to
 the last rank's end, optimizer step included (max over ranks). Printed per method: every
 iteration's loss on both sides and their relative difference (agreement means < 1e-9 in
-float64), the median iteration time after the warm-up on each side, the ratio ours / torch,
-and where the time goes: per rank the median compute time (F/B/W ops: our op log's durations;
-torch's forward/backward/weight calls timed around the stage) and the rest (waiting on
-neighbours, p2p, the optimizer, the runtime itself). ``--json`` prints one JSON object instead.
-Asserts nothing (``tests/engine/test_peer_torch.py`` checks the loss agreement).
+float64), the median iteration time after the warm-up on each side, the ratio ours / torch
+(and the median of the per-iteration ratios), the CPU time of an iteration summed over the
+ranks, and where the time goes: per rank the median compute time (F/B/W ops: our op log's
+durations; torch's forward/backward/weight calls timed around the stage), the rest (waiting
+on neighbours, p2p, the optimizer, the runtime itself), and the engine's work besides the ops
+(its clock agreement, pre-posted receives, op log, cost agreement + iteration record,
+optimizer step; the two collectives include waiting for slower ranks, so the rank that
+finishes last shows their own cost). ``--json`` prints one JSON object instead. With the
+4 processes on 2 shared cores the iterations are CPU-bound: compare the sides only within one
+run. Asserts nothing (``tests/engine/test_peer_torch.py`` checks the loss agreement).
 """
 
 from __future__ import annotations
@@ -184,6 +189,7 @@ def _compare(ctx: _Ctx, method: str, warmup: int, iters: int) -> dict:
     times: dict[str, list[float]] = {"ours": [], "torch": []}
     compute: dict[str, list[float]] = {"ours": [], "torch": []}
     cpu_ms: dict[str, list[float]] = {"ours": [], "torch": []}  # summed over the ranks
+    parts: dict[str, dict[str, list[float]]] = {"ours": {}, "torch": {}}  # label -> ms per iteration
     losses: dict[str, list[float | None]] = {"ours": [], "torch": []}
     for it in range(warmup + iters):
         sides = [("ours", ours), ("torch", theirs)]
@@ -199,6 +205,9 @@ def _compare(ctx: _Ctx, method: str, warmup: int, iters: int) -> dict:
             cpu_ms[name].append(float(cpu[0]))
             compute[name].append(busy_ms)
             losses[name].append(loss)
+            if it >= warmup:
+                for label, ms in side.parts.items():
+                    parts[name].setdefault(label, []).append(ms)
     ours.close()
     res: dict = {"schedule_csv": theirs.csv_text, "sides": {}}
     for name in ("ours", "torch"):
@@ -206,7 +215,12 @@ def _compare(ctx: _Ctx, method: str, warmup: int, iters: int) -> dict:
         busy = torch.tensor([statistics.median(compute[name][warmup:] or [0.0])], dtype=torch.float64)
         per_rank = [torch.zeros_like(busy) for _ in range(ctx.world)]
         dist.all_gather(per_rank, busy)
+        labels = sorted(parts[name])
+        mine = torch.tensor([statistics.median(parts[name][k]) for k in labels], dtype=torch.float64)
+        all_parts = [torch.zeros_like(mine) for _ in range(ctx.world)]
+        dist.all_gather(all_parts, mine)
         res["sides"][name] = {
+            "parts_ms_per_rank": {k: [round(float(t[i]), 2) for t in all_parts] for i, k in enumerate(labels)},
             "iteration_ms": times[name],
             "median_ms": statistics.median(timed) if timed else None,
             "cpu_ms": cpu_ms[name],
@@ -226,6 +240,27 @@ def _compare(ctx: _Ctx, method: str, warmup: int, iters: int) -> dict:
     return res
 
 
+# (label, object, method) of the engine's per-iteration work outside the ops
+ENGINE_PARTS = (
+    ("clock agreement (all_reduce)", "clock", "sync"),
+    ("pre-posting receives", "executor", "_prepost"),
+    ("optimizer step", "executor", "_step"),
+    ("op log of the ops", "executor", "_write_ops"),
+    ("cost agreement (all_gather) + iteration record", "executor", "_finish_iteration"),
+)
+
+
+def _timed(acc: dict[str, float], label: str, fn):  # type: ignore[no-untyped-def]
+    """``fn``, adding its wall time (ms) to ``acc[label]``."""
+    def run(*args, **kw):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kw)
+        finally:
+            acc[label] = acc.get(label, 0.0) + (time.perf_counter() - t0) * 1000.0
+    return run
+
+
 class _EngineSide:
     """Our engine's executor, built the way ``engine.train.run`` builds it (no delegates:
     the healthy 1F1B / ZB plans never offload)."""
@@ -243,12 +278,19 @@ class _EngineSide:
         ecfg = ExecutorConfig(rank=r, world=ctx.world, num_microbatches=ctx.n, device=cpu,
                               pace_ms=None, fixed_data=ctx.fixed,
                               clock_offsets_ms=[o * 1000.0 for o in ctx.offsets])
-        self.executor = Executor(ecfg, runner, ctx.data, AdamW(module.parameters(), lr=ctx.lr),
-                                 self.log, plan_source, inline, None, clock)
+        self.executor = ex = Executor(ecfg, runner, ctx.data, AdamW(module.parameters(), lr=ctx.lr),
+                                      self.log, plan_source, inline, None, clock)
         self.engine_ms: list[float] = []
+        # the executor's per-iteration work besides the ops, timed in place (instance
+        # attributes shadow the methods; the executor is not changed)
+        self.parts: dict[str, float] = {}
+        for label, owner, attr in ENGINE_PARTS:
+            obj = clock if owner == "clock" else ex
+            setattr(obj, attr, _timed(self.parts, label, getattr(obj, attr)))
 
     def iteration(self, it: int) -> tuple[float | None, float]:
         """Runs one iteration: (the loss on the last stage, compute ms of this stage)."""
+        self.parts.clear()
         with contextlib.redirect_stdout(io.StringIO()):  # its "iter I loss L" line
             self.executor.iteration(it)
         rec = self.log.iterations[-1]
@@ -300,9 +342,9 @@ class _TorchSide:
         out = torch.empty(*mb, p.vocab, dtype=ctx.dtype) if self.last else act.clone().requires_grad_(True)
         self.stage = PipelineStage(self.module, r, ctx.world, torch.device("cpu"),
                                    input_args=inp, output_args=out, dw_builder=dw_builder)
-        self.busy_ms = 0.0
+        self.parts: dict[str, float] = {}
         for name in ("forward_one_chunk", "backward_one_chunk", "backward_weight_one_chunk"):
-            setattr(self.stage, name, self._timed(getattr(self.stage, name)))
+            setattr(self.stage, name, _timed(self.parts, "compute", getattr(self.stage, name)))
 
         def loss_fn(logits, targets):  # type: ignore[no-untyped-def]
             return lm_loss(logits, targets) / n  # the engine's loss: mean over N micro-batches
@@ -315,18 +357,9 @@ class _TorchSide:
         self.schedule._load_csv(str(path))
         self.optimizer = AdamW(self.module.parameters(), lr=ctx.lr)
 
-    def _timed(self, fn):  # type: ignore[no-untyped-def]
-        def run(*args, **kw):  # type: ignore[no-untyped-def]
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kw)
-            finally:
-                self.busy_ms += (time.perf_counter() - t0) * 1000.0
-        return run
-
     def iteration(self, it: int) -> tuple[float | None, float]:
         ctx = self.ctx
-        self.busy_ms = 0.0
+        self.parts.clear()
         losses: list = []
         if ctx.rank == 0 or self.last:
             d_it = 0 if ctx.fixed else it
@@ -338,10 +371,12 @@ class _TorchSide:
                                return_outputs=False)
         else:
             self.schedule.step(return_outputs=False)
+        t0 = time.perf_counter()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.parts["optimizer step"] = (time.perf_counter() - t0) * 1000.0
         loss = float(torch.stack([x.detach() for x in losses]).sum()) if self.last else None
-        return loss, self.busy_ms
+        return loss, self.parts.pop("compute", 0.0)
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -375,6 +410,8 @@ def _print(report: dict) -> None:
             busy = side["compute_ms_per_rank"]
             rest = ", ".join(f"{med - b:.0f}" for b in busy)
             print(f"  {name:<5} compute ms per rank {busy}; iteration minus compute per rank: {rest}")
+            for label, per_rank in side["parts_ms_per_rank"].items():
+                print(f"    {label}: {per_rank} ms per rank (median per iteration)")
         if "engine_iteration_ms" in ours:
             em = ours["engine_iteration_ms"][report["warmup"]:]
             if em:

@@ -29,7 +29,7 @@ from pmctl.commands.spec_flags import (
     selection,
     spec_options,
 )
-from pmctl.console import make_console
+from pmctl.console import make_console, make_table
 from pmctl.errors import UserError
 
 DEFAULT_RESULTS = Path("results")
@@ -41,14 +41,12 @@ def _print_json(data: Any) -> None:
 
 def _print_report(report: Any) -> None:
     from rich import box
-    from rich.table import Table
 
     console = make_console()
-    table = Table(title=report.figure, title_justify="left", box=box.SIMPLE_HEAD)
     # Columns with no value in any row (e.g. the artifact's, without --reference) are left out.
     keep = [i for i in range(len(report.columns)) if any(str(row[i]) != "n/a" for row in report.rows)]
-    for i in keep:
-        table.add_column(report.columns[i], no_wrap=True)
+    table = make_table(*(report.columns[i] for i in keep), title=report.figure,
+                       title_justify="left", box=box.SIMPLE_HEAD)
     for row in report.rows:
         table.add_row(*(str(row[i]) for i in keep))
     console.print(table)
@@ -147,11 +145,8 @@ def reference_cmd(
     if as_json:
         _print_json({"cells": [c.to_json() for c in cells]})
         return
-    from rich.table import Table
-
-    table = Table(title=f"artifact cells in {directory}", title_justify="left")
-    for col in ("figure", "method", "links", "delay (ms)", "time (s)", "std (s)", "iterations", "source"):
-        table.add_column(col)
+    table = make_table("figure", "method", "links", "delay (ms)", "time (s)", "std (s)", "iterations",
+                       "source", title=f"artifact cells in {directory}", title_justify="left")
     for c in cells:
         delay = "inf" if math.isinf(c.delay_s) else f"{c.delay_s * 1000:g}"
         table.add_row(c.figure, c.method, c.links, delay, f"{c.iteration_time_s:.3f}",

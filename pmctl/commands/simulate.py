@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from engine.planner.costs import parse_costs
 from engine.planner.links import parse_link_delays
 from engine.planner.scenario import SCHEDULES, Outcome, Scenario, run_scenario
 from pmctl.app import app
-from pmctl.console import make_console
+from pmctl.console import make_console, make_table
 from pmctl.errors import UserError
 
 
@@ -123,10 +121,11 @@ def _print_human(outcome: Outcome, sc: Scenario, plot: Path | None,
     from engine.planner.timeline_text import STYLES, timeline_rows
 
     console = make_console()
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     r = outcome.result
     S = sc.num_stages
-    summary = Table(title=f"{sc.schedule}: S={S}, N={sc.num_microbatches}", show_header=False)
+    summary = make_table("what", "value", title=f"{sc.schedule}: S={S}, N={sc.num_microbatches}",
+                         show_header=False)
     summary.add_row("iteration time", f"{r.iteration_time:g}")
     summary.add_row("bubble rate", f"{r.bubble_rate:.1%}")
     summary.add_row("delays (actual)", _links(sc.delays))
@@ -136,7 +135,7 @@ def _print_human(outcome: Outcome, sc: Scenario, plot: Path | None,
         summary.add_row("ILP lower bound", f"{outcome.ilp['lower_bound']:g}")
         summary.add_row("ILP solve time", f"{outcome.ilp['solve_seconds']:.2f} s")
     console.print(summary)
-    per_stage = Table("stage", "tF/tB/tW", "warm-up", "Delta (to next)", "peak activations")
+    per_stage = make_table("stage", "tF/tB/tW", "warm-up", "Delta (to next)", "peak activations")
     for s in range(S):
         c = sc.costs
         per_stage.add_row(
