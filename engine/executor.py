@@ -101,8 +101,9 @@ class Executor:
         data_it = 0 if cfg.fixed_data else it
         for op in plan.schedule.stages[cfg.rank]:
             self._run_op(op, plan, data_it, timer)
-        sends = self.delegates.drain() if self.delegates is not None and plan.offload else []
-        self.inline.drain()
+        with self._range(OpKind.DRAIN):  # the wait for the iteration's sends to complete
+            sends = self.delegates.drain() if self.delegates is not None and plan.offload else []
+            self.inline.drain()
         self.runner.check_drained()
         loss = self.runner.take_loss()
         if cfg.dump_grads is not None:

@@ -28,6 +28,8 @@ class OpKind(str, Enum):
     RECV_F = "RECV_F"
     SEND_B = "SEND_B"
     RECV_B = "RECV_B"
+    # the end-of-iteration wait for the sends to complete: a profiler range, no op-log record
+    DRAIN = "DRAIN"
 
     @property
     def is_compute(self) -> bool:

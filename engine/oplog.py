@@ -292,3 +292,8 @@ def summarize(per_iteration_ms: dict[int, float], last: int = LAST_ITERATIONS) -
         return IterationStats(per_iteration_ms, math.nan, math.nan, [])
     std = statistics.stdev(vals) if len(vals) > 1 else 0.0
     return IterationStats(per_iteration_ms, statistics.fmean(vals), std, its)
+
+
+def facts_path(out_dir: Path, stage: int) -> Path:
+    """Where a stage writes its runtime facts (versions, host) beside its op log."""
+    return Path(out_dir) / f"stage{stage}.facts.json"

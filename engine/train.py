@@ -39,7 +39,7 @@ from engine.fault_plan import make_plan_source as make_fault_source
 from engine.healthy_plan import HealthyPlanSource
 from engine.jsonio import write_json_atomic
 from engine.model import DTYPES, StageModule
-from engine.oplog import OpLogWriter
+from engine.oplog import OpLogWriter, facts_path
 from engine.optim import AdamW
 from engine.p2p.delegates import DelegatePool, create_groups
 from engine.p2p.inline import InlineP2P, calibrate_cuda_sleep
@@ -126,7 +126,7 @@ def run(cfg: TrainConfig, state: dict) -> None:
     backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" and not shared_gpu else "gloo"
     dist.init_process_group(backend, timeout=timeout)
     rank, world = dist.get_rank(), dist.get_world_size()
-    write_json_atomic(Path(cfg.out) / f"stage{rank}.facts.json", stage_facts(rank, world, device, backend))
+    write_json_atomic(facts_path(cfg.out, rank), stage_facts(rank, world, device, backend))
     p, dtype = cfg.preset, DTYPES[cfg.dtype]
     store = WeightGradStore()
     module = StageModule(p, cfg.split, rank, cfg.seed, store).to(device=device, dtype=dtype)

@@ -133,16 +133,23 @@ def _flows(ops: list[OpRecord], events: list[dict[str, Any]]) -> list[dict[str, 
         link, direction, mb, it = key
         arrive = round(recv["ts"] + recv["dur"], 3)
         send_end = round(send["ts"] + send["dur"], 3)
+        skew_us = 0.0
         if send["ts"] < arrive and send_end <= arrive:
             out, depart = send, send_end
         else:  # the send returned after the data had arrived: leave just before the arrival
             # (1 ns, the trace's resolution: a viewer must meet the start before the end)
             depart = max(send["ts"], round(arrive - _NS, 3))
+            # clock skew between hosts can put the send after the arrival: the arrow still
+            # goes forward, and the arrival marker says by how much it was moved
+            skew_us = max(0.0, depart - arrive)
+            arrive = max(arrive, depart)
             out = _marker(f"{direction}{mb} sent", send, depart, {"iter": it, "mb": mb})
             markers.append(out)
         out.update(bind_id=n, flow_out=True)
         args = {"iter": it, "mb": mb, "link": f"{link}_{link + 1}",
                 "flight_ms": round((arrive - depart) / 1000.0, 4)}
+        if skew_us:
+            args["clock_skew_ms"] = round(skew_us / 1000.0, 4)
         markers.append({**_marker(f"{direction}{mb} arrived", recv, arrive, args),
                         "bind_id": n, "flow_in": True})
     return markers

@@ -9,8 +9,13 @@ import typer
 from pmctl import __version__
 
 # Documented in `pmctl --help`; pmctl.cli.main and pmctl.experiment return them.
-EXIT_CODES = {0: "ok", 1: "a cell failed (or an internal error, logged in .pmctl/pmctl.log)",
-              2: "usage error or bad input (one line on stderr)", 130: "interrupted (Ctrl-C)"}
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CODES = {
+    EXIT_OK: "ok",
+    EXIT_FAILED: "a cell failed (or an internal error, logged in .pmctl/pmctl.log)",
+    EXIT_USAGE: "usage error, bad input or a host that cannot be used (one line on stderr)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
 
 app = typer.Typer(
     name="pmctl",

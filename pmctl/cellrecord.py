@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from engine.oplog import facts_path
 from figures.store import DONE, FAILED, CellRecord
 from pmctl.collect import missing_op_logs
 from pmctl.session import Session
@@ -48,7 +49,7 @@ def make_record(
 def stage_facts(folder: Path, stage: int) -> dict[str, Any]:
     """The engine's ``stage<s>.facts.json`` in ``folder`` ({} when absent or unreadable)."""
     try:
-        facts = json.loads((folder / f"stage{stage}.facts.json").read_text(encoding="utf-8"))
+        facts = json.loads(facts_path(folder, stage).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return facts if isinstance(facts, dict) else {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-from pmctl.app import app
+from pmctl.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app
 from pmctl.commands import register_all
 from pmctl.errors import UserError, user_error_types
 
@@ -58,27 +58,28 @@ def main() -> None:
         return
     try:
         code = app(standalone_mode=False, prog_name="pmctl")
-    except KeyboardInterrupt:
-        sys.stderr.write("pmctl: interrupted\n")
-        sys.exit(130)
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling
+        code = EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - sorted below: user error, usage error, or a bug logged with its traceback
         if isinstance(exc, user_error_types()):
             msg = exc.line() if isinstance(exc, UserError) else str(exc)
             sys.stderr.write(f"{prefix} {msg}\n")
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         usage = _usage_error_line(exc)
         if usage is not None:
             sys.stderr.write(f"{prefix} {usage}\n")
-            sys.exit(getattr(exc, "exit_code", 2))
+            sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
         if type(exc).__name__ == "Abort":  # a prompt got EOF or was declined
             sys.stderr.write("pmctl: aborted\n")
-            sys.exit(1)
+            sys.exit(EXIT_FAILED)
         path = _log_bug(exc)
         sys.stderr.write(f"error: internal error: {exc!r} (traceback in {path})\n")
-        sys.exit(1)
-    # Typer returns the status of `raise typer.Exit(n)` (and 130 after Ctrl-C); a command's
-    # own return value is not a status.
-    sys.exit(code if type(code) is int else 0)
+        sys.exit(EXIT_FAILED)
+    # Typer returns the status of `raise typer.Exit(n)` (and 130 after Ctrl-C, which it takes
+    # itself); a command's own return value is not a status.
+    if code == EXIT_INTERRUPTED:
+        sys.stderr.write("pmctl: interrupted\n")
+    sys.exit(code if type(code) is int else EXIT_OK)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ finished cell, then a summary, is also handed over as one JSON-ready dict."""
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,10 +19,11 @@ from figures.cells import Cell, cell_label
 from figures.registry import simulated_root
 from figures.store import DONE, cell_status, is_done, sweep_staging
 from pmctl import runs
+from pmctl.app import EXIT_FAILED, EXIT_INTERRUPTED
 from pmctl.console import make_table
 from pmctl.errors import UserError
 from pmctl.fanout import fanout, raise_first
-from pmctl.inventory import Inventory, load_inventory
+from pmctl.inventory import Host, Inventory, load_inventory
 from pmctl.launcher import CellInterrupted, CellOutcome, LaunchOptions, run_cell
 from pmctl.launchers import check_cell
 from pmctl.matrix import (
@@ -34,7 +36,6 @@ from pmctl.matrix import (
 )
 from pmctl.session import Session
 
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 Report = Callable[[dict[str, Any]], None]  # receives one JSON-ready object per event (--json)
 
 
@@ -55,13 +56,31 @@ class RunRequest:
     tensorboard: Path | None = None  # write each finished cell's scalars under this log dir
 
 
+# Exit 3 from the probe: that interpreter has no torch (the engine extra is not installed).
+_TORCH_PROBE = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('torch') else 3)"
+
+
 def preflight(session: Session) -> None:
-    """Fails fast, naming the host, when any host cannot be reached."""
+    """Checks the prerequisites once, before any cell, failing with one line that names the
+    host: every host answers and its python has torch; the master has redis-server."""
     inv = session.inventory
-    raise_first(
-        fanout(list(inv.hosts), lambda h: session.transport(h).run("true", 30), inv.cluster.connect_timeout + 30, name=lambda h: h.name),
-        "reaching the hosts",
-    )
+
+    def check(host: Host) -> None:
+        t = session.transport(host)
+        r = t.run(f"{shlex.quote(host.python)} -c {shlex.quote(_TORCH_PROBE)}", 60)
+        if r.rc == 3:
+            raise UserError(f"no torch for {host.python}", f"host {host.name}",
+                            "install the engine there: pip install '.[engine]' (or run pmctl setup)")
+        if not r.ok:
+            raise UserError(f"cannot run {host.python}: {(r.stderr.strip() or r.stdout.strip())[-200:]}",
+                            f"host {host.name}", "fix python in the inventory, or run pmctl setup")
+        if host is inv.master and not t.run("command -v redis-server && command -v redis-cli", 30).ok:
+            raise UserError("redis-server/redis-cli not found (the control plane)", f"master host {host.name}",
+                            "bin/setup as root installs it, or pmctl setup --install-redis, "
+                            "or apt-get install redis-server")
+
+    raise_first(fanout(list(inv.hosts), check, inv.cluster.connect_timeout + 90, name=lambda h: h.name),
+                "checking the hosts")
 
 
 def _check_idle(session: Session) -> None:
@@ -176,6 +195,7 @@ def _run_cells(session: Session, req: RunRequest, cells: list[PlannedCell], cons
                 cell = planned.cell
                 if not req.force and is_done(planned.root, cell):
                     outcomes.append(CellOutcome(cell, "skipped", planned.folder, reason="done"))
+                    _write_metrics(req, planned, console)  # every done cell of the figure, cheap
                     if report:
                         report(outcome_json(outcomes[-1]))
                     progress.advance(all_task)
@@ -206,9 +226,8 @@ def _run_cells(session: Session, req: RunRequest, cells: list[PlannedCell], cons
                 if report:
                     report(outcome_json(outcome))
                 progress.advance(all_task)
-                if req.tensorboard is not None and outcome.status == "done":
-                    from pmctl.metrics import write_cell_scalars
-                    write_cell_scalars(req.tensorboard, req.results, cell, planned.folder)
+                if outcome.status == "done":
+                    _write_metrics(req, planned, console)
                 style = "green" if outcome.status == "done" else "red"
                 console.print(f"[{style}]{outcome.status}[/{style}] {label} ({outcome.seconds:.1f} s) {outcome.reason}", highlight=False)
     except KeyboardInterrupt:
@@ -220,6 +239,20 @@ def _run_cells(session: Session, req: RunRequest, cells: list[PlannedCell], cons
     code = EXIT_FAILED if any(o.status not in ("done", "skipped") for o in outcomes) else 0
     _summary(console, outcomes, report, code)
     return code
+
+
+def _write_metrics(req: RunRequest, planned: PlannedCell, console: Console) -> None:
+    """The cell's TensorBoard run (``--tensorboard``). A failure costs only the metrics: it is
+    said on the console and the run goes on with the next cell."""
+    if req.tensorboard is None:
+        return
+    from pmctl.metrics import write_cell_scalars
+
+    try:
+        write_cell_scalars(req.tensorboard, req.results, planned.cell, planned.folder)
+    except UserError as exc:
+        console.print(f"[yellow]no TensorBoard run[/yellow] for {cell_label(planned.cell)}: {exc.line()}",
+                      highlight=False)
 
 
 def outcome_json(o: CellOutcome) -> dict[str, Any]:

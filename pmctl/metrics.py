@@ -18,11 +18,12 @@ of every scalar is the iteration:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from pathlib import Path
 
 from engine.oplog import IterationRecord, iteration_times_ms, read_typed
-from figures.cells import Cell, rel_dir
+from figures.cells import Cell, cell_folder
 from figures.measured import bubble_rates
 from figures.store import read_cell_json
 from pmctl.errors import UserError
@@ -33,13 +34,25 @@ _SUFFIX = ".pmctl"
 _INSTALL_HINT = "pip install 'pmctl[metrics]' (or pip install tensorboard)"
 
 
-def require_tensorboard() -> None:
-    """``UserError`` (one line, exit 2) unless the ``tensorboard`` package can write events."""
+def require_tensorboard(logdir: Path | None = None) -> None:
+    """``UserError`` (one line, exit 2), before any cell runs, unless the ``tensorboard``
+    package can write events (and ``logdir``, when given, is a folder this process can write
+    to)."""
     try:
         from tensorboard.compat.proto import event_pb2, summary_pb2  # noqa: F401
         from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: F401
     except ImportError as exc:
         raise UserError(f"the tensorboard package is not installed ({exc})", "--tensorboard", _INSTALL_HINT) from exc
+    if logdir is None:
+        return
+    try:
+        Path(logdir).mkdir(parents=True, exist_ok=True)
+        probe = Path(logdir) / f".pmctl-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write there ({exc.strerror or exc})", f"--tensorboard {logdir}",
+                        "pass a folder you can write to") from exc
 
 
 def run_name(results_root: Path, folder: Path, cell: Cell | None = None) -> Path:
@@ -50,7 +63,7 @@ def run_name(results_root: Path, folder: Path, cell: Cell | None = None) -> Path
     except ValueError:
         if cell is None:
             return Path(Path(folder).name)
-        return Path(cell.figure, *rel_dir(cell).parts)
+        return cell_folder(Path(), cell)
 
 
 def _schedules(heads: list[IterationRecord]) -> dict[int, IterationRecord]:

@@ -37,7 +37,9 @@ def git_version(root: Path = PROJECT_ROOT) -> dict[str, Any]:
         return {}
     try:
         r = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+            # safe.directory: a checkout owned by another user (root running a user's clone)
+            ["git", "-c", f"safe.directory={root}", "-C", str(root), "status", "--porcelain=v2",
+             "--branch", "--untracked-files=no"],
             capture_output=True, text=True, timeout=GIT_TIMEOUT_S,
             env=_git_env(),
         )

@@ -1,5 +1,6 @@
 """Shared fixtures: a real password-protected redis-server per test module (always shut
-down) and an environment without control-plane passwords."""
+down), an environment without control-plane passwords, and torch's pipelining runtime (or a
+skip on a torch without it)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def clean_env(monkeypatch):
     monkeypatch.delenv("PMCTL_CONTROL_PASSWORD", raising=False)
     monkeypatch.delenv("PMCTL_CONTROL_PASSWORD_FILE", raising=False)
     return monkeypatch
+
+
+def torch_pipelining_runtime():
+    """torch's pipelining schedules module with the runtime our exported plans run on
+    (``_PipelineScheduleRuntime``, ``_Action``); a test skips on an older torch without it."""
+    schedules = pytest.importorskip("torch.distributed.pipelining.schedules")
+    missing = [n for n in ("_PipelineScheduleRuntime", "_Action", "_validate_schedule", "_add_send_recv")
+               if not hasattr(schedules, n)]
+    if missing:
+        pytest.skip(f"this torch's pipelining has no {', '.join(missing)}")
+    return schedules

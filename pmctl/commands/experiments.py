@@ -67,7 +67,7 @@ def run(
 
     if tensorboard is not None:
         from pmctl.metrics import require_tensorboard
-        require_tensorboard()  # before any cell runs
+        require_tensorboard(tensorboard)  # before any cell runs
     req = RunRequest(
         targets, selection(methods, links, delays), quick, results_folder(results),
         spec_options(preset, stages, microbatches, iters, fault_at, delegates),

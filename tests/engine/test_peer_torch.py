@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.oplog import read_typed
+from tests.conftest import torch_pipelining_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,6 +21,7 @@ ITERS = 2  # the second iteration's loss also checks the optimizer step of the f
 
 @pytest.mark.slow
 def test_torch_runtime_runs_our_zb_plan_to_the_engines_losses(torchrun, tmp_path):
+    torch_pipelining_runtime()
     res = torchrun(["--preset", "tiny", "--method", "zb", "--dtype", "float64", "--pace", "off",
                     "--iterations", str(ITERS), "--out", str(tmp_path / "engine")],
                    nproc=4, timeout=120, launcher="fork")

@@ -178,3 +178,19 @@ def test_arrows_of_a_real_pipemorph_cell(tmp_path: Path) -> None:
     assert len(pairs) == 3 * 6 * 3 * 2
     check_arrows(trace)
     assert any(o["cat"] == "delegate send" for o, _ in pairs)  # the offloaded iterations
+
+
+def test_a_send_after_its_arrival_still_points_forward(tmp_path) -> None:
+    # clock skew between hosts: the sender's slice starts after the receiver saw the data
+    from engine.oplog import OpLogWriter
+    from figures.perfetto import write_trace
+
+    for stage, (op, start, end) in enumerate((("SEND_F", 10.0, 12.0), ("RECV_F", 0.0, 8.0))):
+        w = OpLogWriter(tmp_path / f"stage{stage}.jsonl", stage)
+        w.op(0, op, 0, start, end, "inline", peer=1 - stage, **({"sent_ms": 10.0} if stage else {}))
+        w.close()
+    events = json.loads(write_trace(tmp_path).read_text())["traceEvents"]
+    out = next(e for e in events if e.get("flow_out"))
+    into = next(e for e in events if e.get("flow_in"))
+    assert out["bind_id"] == into["bind_id"] and into["ts"] >= out["ts"]
+    assert into["args"]["clock_skew_ms"] > 0

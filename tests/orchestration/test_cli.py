@@ -334,3 +334,17 @@ def test_a_second_run_is_refused_while_one_holds_the_state_folder(
     assert r.returncode == 2 and f"another pmctl run (pid {os.getpid()})" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_a_host_without_torch_is_one_line_before_any_cell(tmp_path: Path) -> None:
+    # the controller-only install's case: the stages' python has no torch
+    inv = tmp_path / "inv.toml"
+    inv.write_text(f'[cluster]\ntransport = "local"\nstages = 4\nwork_dir = "{tmp_path / "work"}"\n'
+                   'python = "/usr/bin/python3"\n')
+    if subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0:
+        pytest.skip("/usr/bin/python3 has torch here")
+    r = run_pmctl(["run", "fig20", "--methods", "zb", "--inventory", str(inv)], tmp_path, pmctl_env(tmp_path))
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no torch for /usr/bin/python3" in lines[0] and "pip install" in lines[0], r.stderr
+    assert not (tmp_path / "results").exists()  # nothing ran

@@ -143,3 +143,13 @@ def test_real_cell_writes_its_tensorboard_run(tmp_path: Path, local_inventory: P
     assert all(0 <= v < 1 for _, v in got["bubble_rate"])
     # PipeMorph re-plans once: the iteration after the fault's first (its plan_basis is the injected fault)
     assert [v for _, v in got["replan"]] == [0, 0, 1, 0]
+
+
+def test_unwritable_log_dir_is_one_line_before_any_cell(tmp_path: Path, local_inventory: Path) -> None:
+    (tmp_path / "tb").write_text("a file, not a folder")
+    r = run_pmctl(["run", "fig15", "--methods", "zb", "--delays", "60", "--tensorboard", "tb",
+                   "--inventory", str(local_inventory)], tmp_path, pmctl_env(tmp_path), timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--tensorboard tb: cannot write there" in lines[0], r.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "work").exists()

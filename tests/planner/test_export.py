@@ -16,6 +16,7 @@ from engine.planner.costs import StageCosts
 from engine.planner.export import ExportError, from_torch_csv, to_torch_csv
 from engine.planner.generators import generate
 from engine.planner.ir import Op, OpKind, Schedule
+from tests.conftest import torch_pipelining_runtime
 
 S, N = 4, 12
 COSTS = StageCosts.uniform(S, 10, 10, 10)
@@ -30,9 +31,8 @@ TORCH_KIND = {OpKind.F: "F", OpKind.B: "I", OpKind.W: "W", OpKind.BW: "B"}
 
 def _torch_actions(text: str) -> dict[int, list]:
     """The CSV as torch's ``_load_csv`` reads it: rank = row, one ``_Action`` per cell."""
-    from torch.distributed.pipelining.schedules import _Action
-
-    return {rank: [_Action.from_str(cell) for cell in row]
+    action = torch_pipelining_runtime()._Action
+    return {rank: [action.from_str(cell) for cell in row]
             for rank, row in enumerate(csv.reader(io.StringIO(text)))}
 
 
@@ -62,6 +62,7 @@ def test_torch_parses_every_op_back(name):
 def test_torch_validates_and_adds_the_communication(name):
     """What ``_PipelineScheduleRuntime._load_csv`` does after parsing: validate (stage s on
     rank s) and lower to compute + send/recv without a deadlock."""
+    torch_pipelining_runtime()
     from torch.distributed.pipelining.schedules import (
         _Action,
         _add_send_recv,
