@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,8 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from engine.executor import Executor
 from engine.opkind import OpKind
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.jobs import run_job
 
 
 def main(argv: list[str]) -> None:
@@ -49,29 +44,13 @@ def test_range_names_follow_the_op_log() -> None:
     assert {"F3", "BW0", "RECV_B11", "STEP"} <= names
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_profiled_two_stage_job_shows_every_op_by_name(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "engine.forkrun", "--master-port", str(_free_port()),
-           "--nnodes", "1", "--nproc-per-node", "2", "-m", "tests.engine.test_profiler_ranges",
-           "--preset", "tiny", "--stages", "2", "--method", "zb", "--iterations", "2",
-           "--microbatches", "2", "--out", str(tmp_path), "--timeout", "30"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
-    try:
-        _, err = p.communicate(timeout=90)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    assert p.returncode == 0, err[-3000:]
+    res = run_job(["--preset", "tiny", "--stages", "2", "--method", "zb", "--iterations", "2",
+                   "--microbatches", "2", "--out", str(tmp_path), "--timeout", "30"],
+                  nproc=2, timeout=90, module="tests.engine.test_profiler_ranges")
+    assert res.returncode == 0, res.stderr[-3000:]
     first, last = (set(json.loads((tmp_path / f"profile{s}.json").read_text())) for s in (0, 1))
     for mb in (0, 1):
         assert {f"F{mb}", f"B{mb}", f"W{mb}", f"SEND_F{mb}", f"RECV_B{mb}", "STEP"} <= first

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
-import signal
-import socket
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +22,12 @@ from engine.planner.costs import StageCosts
 from engine.planner.generators import generate
 from engine.planner.ir import Schedule
 from injector.control import ControlClient
+from tests.jobs import run_job
 
 ADAPT = METHODS["pipemorph"].adapt_generator  # the generator PipeMorph re-plans with
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[2]
 S, N = 4, 8
 PACE = "10,12,6"  # F, B, W ms: each op at least this long, so iteration times have a floor
 ZB = healthy_schedule(resolve_method("zb"), S, N)
@@ -102,18 +97,11 @@ class Run:
                 if r["kind"] == "op" and r["iter"] == it and r["op"] in COMM_OPS]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, request):
     """``runs(name)``: the finished job ``name`` of ``RUNS`` (made on first use)."""
     base = tmp_path_factory.mktemp("timelines")
     done: dict[str, Run] = {}
-    procs: list[subprocess.Popen] = []
 
     def get(name: str) -> Run:
         if name in done:
@@ -121,42 +109,24 @@ def runs(tmp_path_factory, request):
         method, text, iterations, extra, with_control = RUNS[name]
         trace, out = base / f"{name}.trace", base / name
         trace.write_text(text)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-        env.pop("PMCTL_CONTROL_PASSWORD", None)
+        env: dict[str, str] = {}
         control_opts: list[str] = []
         if with_control:
             server = request.getfixturevalue("redis_server")
             control_opts = ["--control", server.url, "--run-id", name]
             env["PMCTL_CONTROL_PASSWORD_FILE"] = str(server.password_file)
-        cmd = [
-            sys.executable, "-m", "engine.forkrun", "--master-port", str(_free_port()),
-            "--nnodes", "1", "--nproc-per-node", str(S), "-m", "engine.train",
-            "--preset", "tiny", "--method", method, "--iterations", str(iterations),
-            "--microbatches", str(N), "--pace", PACE, "--delegates", "3",
-            "--trace", str(trace), "--out", str(out), "--timeout", "30",
-            *control_opts, *extra,
-        ]
-        p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-        procs.append(p)
-        try:
-            stdout, stderr = p.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            stdout, stderr = p.communicate()
-            pytest.fail(f"{name}: the run did not finish:\n{stderr[-3000:]}")
+        res = run_job(["--preset", "tiny", "--method", method, "--iterations", str(iterations),
+                       "--microbatches", str(N), "--pace", PACE, "--delegates", "3",
+                       "--trace", str(trace), "--out", str(out), "--timeout", "30",
+                       *control_opts, *extra], nproc=S, timeout=240, env=env)
         control = None
         if with_control:
             server = request.getfixturevalue("redis_server")
             control = ControlClient(server.url, name, password=server.password)
-        done[name] = Run(name, p.returncode, stdout, stderr, out, control)
+        done[name] = Run(name, res.returncode, res.stdout, res.stderr, out, control)
         return done[name]
 
-    yield get
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    return get
 
 
 def finished(run: Run, iterations: int) -> Run:

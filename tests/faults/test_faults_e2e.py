@@ -6,11 +6,7 @@ One trace drives every run: link 2-3 slow (50 ms) from iteration 3, healthy from
 
 from __future__ import annotations
 
-import os
-import signal
 import statistics
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +21,12 @@ from engine.planner.generators import generate
 from engine.planner.ir import Schedule
 from engine.planner.simulate import simulate
 from injector.control import ControlClient
+from tests.jobs import run_job
 
 ADAPT = METHODS["pipemorph"].adapt_generator  # the generator PipeMorph re-plans with
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[2]
 S, N, ITERS = 4, 8, 10
 PACE = "10,12,6"  # F, B, W ms: each stage behaves like a dedicated device on 2 shared cores
 DELAY_S, FAULT_AT, HEALTHY_AT, CRASH_AT = 0.05, 3, 6, 8
@@ -76,45 +72,24 @@ def runs(tmp_path_factory, redis_server):
     trace = base / "link23.trace"
     trace.write_text(TRACE)
     done: dict[str, Run] = {}
-    procs: list[subprocess.Popen] = []
 
     def get(name: str) -> Run:
         if name not in done:
             method, extra = RUNS[name]
             out = base / name
-            cmd = [
-                sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc-per-node", str(S), "-m", "engine.train", "--preset", "tiny",
-                "--method", method, "--iterations", str(ITERS), "--microbatches", str(N),
-                "--pace", PACE, "--trace", str(trace), "--control", redis_server.url,
-                "--run-id", name, "--out", str(out), "--dump-grads", str(out / "grads"),
-                "--timeout", "30", *extra,
-            ]
-            env = {
-                **os.environ,
-                "OMP_NUM_THREADS": "1",
-                "PYTHONPATH": str(REPO),
-                "PMCTL_CONTROL_PASSWORD_FILE": str(redis_server.password_file),
-            }
-            env.pop("PMCTL_CONTROL_PASSWORD", None)
-            p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
-            procs.append(p)
-            try:
-                stdout, stderr = p.communicate(timeout=240)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                stdout, stderr = p.communicate()
-                pytest.fail(f"{name}: torchrun did not finish:\n{stderr[-3000:]}")
+            res = run_job(
+                ["--preset", "tiny", "--method", method, "--iterations", str(ITERS),
+                 "--microbatches", str(N), "--pace", PACE, "--trace", str(trace),
+                 "--control", redis_server.url, "--run-id", name, "--out", str(out),
+                 "--dump-grads", str(out / "grads"), "--timeout", "30", *extra],
+                nproc=S, timeout=240, launcher="torchrun",
+                env={"PMCTL_CONTROL_PASSWORD_FILE": str(redis_server.password_file)},
+            )
             control = ControlClient(redis_server.url, name, password=redis_server.password)
-            done[name] = Run(name, p.returncode, stdout, stderr, out, control)
+            done[name] = Run(name, res.returncode, res.stdout, res.stderr, out, control)
         return done[name]
 
-    yield get
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    return get
 
 
 def mean(times: dict[int, float], its) -> float:

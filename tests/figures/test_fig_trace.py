@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +12,8 @@ from fig_synthetic import write_oplogs
 from engine.oplog import read_records
 from figures.perfetto import build_trace, write_trace
 from figures.timeline import NoOpsError, render_cell_timeline
+from tests.jobs import run_job
 
-REPO = Path(__file__).resolve().parents[2]
 REQUIRED = {
     "X": {"name", "cat", "ph", "ts", "dur", "pid", "tid"},
     "M": {"name", "ph", "pid", "tid", "args"},
@@ -145,33 +140,16 @@ def test_timeline_png(cell: Path, tmp_path: Path) -> None:
         render_cell_timeline(tmp_path)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_arrows_of_a_real_pipemorph_cell(tmp_path: Path) -> None:
     """A real 4-stage run (tiny preset, PipeMorph, 50 ms on link 2_3 from iteration 1, so
     delegates carry the messages): every arrow of its trace goes forward in time."""
     out = tmp_path / "cell"
-    cmd = [sys.executable, "-m", "engine.forkrun", "--master-port", str(_free_port()),
-           "--nnodes", "1", "--nproc-per-node", "4", "-m", "engine.train",
-           "--preset", "tiny", "--method", "pipemorph", "--iterations", "3", "--microbatches", "6",
-           "--links", "2_3", "--delay", "0.05", "--fault-at", "1", "--pace", "4,5,3",
-           "--out", str(out), "--timeout", "30"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
-    try:
-        _, err = p.communicate(timeout=90)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    assert p.returncode == 0, err[-3000:]
+    res = run_job(["--preset", "tiny", "--method", "pipemorph", "--iterations", "3", "--microbatches", "6",
+                   "--links", "2_3", "--delay", "0.05", "--fault-at", "1", "--pace", "4,5,3",
+                   "--out", str(out), "--timeout", "30"], timeout=90)
+    assert res.returncode == 0, res.stderr[-3000:]
     trace = json.loads(write_trace(out).read_text())
     pairs = arrows(trace)
     # every message of 3 iterations: 6 micro-batches x 3 links x 2 directions

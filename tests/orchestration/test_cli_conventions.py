@@ -37,7 +37,7 @@ def test_help_documents_the_exit_codes_and_completion(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.replace("│", " ").split())  # words, whatever the wrapping and boxes
     assert "Usage: pmctl" in text  # the program's name, also under `python -m pmctl`
-    for words in ("Exit codes", "0 ok", "1 a cell failed", "2 usage error or bad input", "130 interrupted",
+    for words in ("Exit codes", "0 ok", "1 a cell failed", "2 usage error, bad input", "130 interrupted",
                   "--version", "--install-completion", "--show-completion"):
         assert words.replace("**", "") in text.replace("**", ""), words
 
