@@ -11,8 +11,8 @@ from pathlib import Path
 
 from engine.oplog import read_records
 from figures.base import FigureReport
-from figures.cells import Cell, Link, cell_folder
-from figures.measured import MeasuredFigure, last_link
+from figures.cells import Cell, cell_folder
+from figures.measured import MeasuredFigure
 from figures.style import label, pyplot
 from figures.table import gather, save_report
 from figures.timeline import NoOpsError, draw_iteration, iteration_ops, last_complete_iteration
@@ -25,9 +25,6 @@ class Fig14(MeasuredFigure):
     title = "Measured timelines at 60 ms on the last link"
     methods = ("zb", "pipemorph-cpu", "pipemorph")
     cells_figure = "fig16"  # fig16's cells, as in the artifact's shared fig14_16 folder
-
-    def link_sets(self, stages: int) -> list[tuple[Link, ...]]:
-        return [last_link(stages)]
 
     def delays(self, quick: bool) -> tuple[float, ...]:
         return (DELAY,)

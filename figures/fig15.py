@@ -12,8 +12,8 @@ from pathlib import Path
 
 from engine.methods import METHODS
 from figures.base import FigureReport
-from figures.cells import Cell, Link, links_key
-from figures.measured import MeasuredFigure, last_link
+from figures.cells import Cell, links_key
+from figures.measured import MeasuredFigure
 from figures.style import METHOD_COLORS, METHOD_MARKERS, label, legend, mark_missing, pyplot
 from figures.table import Comparison, Measured, gather, save_report
 
@@ -25,9 +25,6 @@ class Fig15(MeasuredFigure):
     name = "fig15"
     title = "Iteration time vs delay on the last link"
     healthy_methods = ("1f1b", "zb")
-
-    def link_sets(self, stages: int) -> list[tuple[Link, ...]]:
-        return [last_link(stages)]
 
     def delays(self, quick: bool) -> tuple[float, ...]:
         return QUICK_DELAYS if quick else DELAYS

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from engine.oplog import LAST_ITERATIONS
 from figures.base import FigureReport
-from figures.cells import Cell, Link, links_key
-from figures.measured import MeasuredFigure, last_link
+from figures.cells import Cell, links_key
+from figures.measured import MeasuredFigure
 from figures.style import grouped_bars, legend, pyplot
 from figures.table import bar_values, gather, save_report
 
@@ -28,9 +28,6 @@ class Fig18(MeasuredFigure):
     name = "fig18"
     title = "Iteration time and bubble rate, last link"
     cells_figure = "fig15"  # the same cells as fig15's
-
-    def link_sets(self, stages: int) -> list[tuple[Link, ...]]:
-        return [last_link(stages)]
 
     def delays(self, quick: bool) -> tuple[float, ...]:
         return QUICK_DELAYS if quick else DELAYS

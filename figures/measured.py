@@ -182,8 +182,9 @@ class MeasuredFigure:
     cells_figure: str = ""  # whose folder the faulty cells live in ('' = this figure's)
 
     def link_sets(self, stages: int) -> list[tuple[Link, ...]]:
-        """The slow-link sets of the faulty cells for a pipeline of ``stages``."""
-        return []
+        """The slow-link sets of the faulty cells for a pipeline of ``stages``: by default the
+        paper's single slow link, the last one (2_3 at 4 stages, 6_7 at 8)."""
+        return [last_link(stages)]
 
     def delays(self, quick: bool) -> tuple[float, ...]:
         """The delays (seconds) of the faulty cells, full or ``--quick``."""
