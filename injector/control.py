@@ -3,8 +3,9 @@
 Keys are namespaced ``pmctl:<run_id>:...``. A fault is one hash written by one ``HSET``
 (atomic: a reader sees all of an update or none of it). Heartbeats are one hash per stage,
 written with its expiry in one MULTI/EXEC. Values are JSON so types survive the round trip.
-The password comes from the caller, else ``PMCTL_CONTROL_PASSWORD``, else the file named by
-``PMCTL_CONTROL_PASSWORD_FILE``; it is never part of the URL or a command line.
+The password comes from the caller, else the file named by ``PMCTL_CONTROL_PASSWORD_FILE``
+(what pmctl gives its stages), else ``PMCTL_CONTROL_PASSWORD``; it is never part of the URL or
+a command line.
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ class ControlPlaneError(Exception):
 
 
 def resolve_password(explicit: str | None = None) -> str | None:
-    """The password: explicit, else the environment, else the environment-named file."""
+    """The password: explicit, else the environment-named file, else the environment. The
+    file wins: pmctl names its run's own password file to the stages, and a password some
+    shell exported for another purpose must not replace it."""
     if explicit:
         return explicit
-    if os.environ.get(PASSWORD_ENV):
-        return os.environ[PASSWORD_ENV]
     path = os.environ.get(PASSWORD_FILE_ENV)
     if not path:
-        return None
+        return os.environ.get(PASSWORD_ENV) or None
     try:
         return Path(path).read_text(encoding="utf-8").strip() or None
     except OSError as exc:

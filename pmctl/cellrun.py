@@ -99,6 +99,7 @@ class CellRun:
         self.entry = runs.RunEntry(
             run_id=self.run_id, pmctl_pid=os.getpid(), inventory=str(self.inv.path),
             cell=cell.to_json(), started=now(), remote_dirs=dict(self.run_dirs),
+            pmctl_start=runs.process_start(os.getpid()),
         )
         self.cleanup_errors: list[str] = []
         self._lock = threading.Condition()

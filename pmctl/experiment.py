@@ -89,7 +89,7 @@ def _check_idle(session: Session) -> None:
     entry = runs.load()
     if entry is None:
         return
-    if runs.pmctl_alive(entry.pmctl_pid):
+    if runs.owner_alive(entry):
         raise UserError(
             f"another pmctl run (pid {entry.pmctl_pid}) is running cell {entry.run_id}",
             "pmctl run", "wait for it or run pmctl stop",

@@ -193,6 +193,9 @@ def parse_inventory(data: dict[str, Any], path: Path) -> Inventory:
         raw_cluster, "cluster", "deploy", _DEPLOYS, "none" if transport == "local" else "wheel"
     )
     work_dir = v.string(raw_cluster, "cluster", "work_dir", ".pmctl/work")
+    if work_dir.startswith("~"):
+        raise v.error("cluster.work_dir", f"{work_dir!r}: ~ is not expanded on the hosts",
+                      "give a path relative to the login home (e.g. pmctl) or an absolute one")
     # The embedded local cluster runs the interpreter pmctl itself runs in.
     default_python = sys.executable if deploy == "none" and transport == "local" else None
     cluster_python = v.string(raw_cluster, "cluster", "python", default_python)
@@ -218,6 +221,9 @@ def parse_inventory(data: dict[str, Any], path: Path) -> Inventory:
         preset=v.preset(raw_cluster),
         microbatches=v.count(raw_cluster, "cluster", "microbatches"),
     )
+    if cluster.master_port and cluster.master_port == cluster.redis_port:
+        raise v.error("cluster.redis_port", f"{cluster.redis_port} is master_port too",
+                      "give the control plane and the rendezvous different ports (or 0: pick free ones)")
     stages = raw_cluster.get("stages")
     if stages is not None and (not isinstance(stages, int) or isinstance(stages, bool) or stages < 2):
         raise v.error("cluster.stages", f"must be an integer >= 2, got {stages!r}", "set stages = 4")
@@ -323,8 +329,8 @@ class _Validator:
 
     def number(self, t: dict[str, Any], where: str, key: str, default: float) -> float:
         val = t.get(key, default)
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or val <= 0:
-            raise self.error(f"{where}.{key}", f"must be a positive number, got {val!r}", "e.g. 10")
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not 0 < val < float("inf"):
+            raise self.error(f"{where}.{key}", f"must be a positive finite number, got {val!r}", "e.g. 10")
         return float(val)
 
     def port(self, t: dict[str, Any], where: str, key: str, default: int, allow_zero: bool = False) -> int:
@@ -351,6 +357,9 @@ class _Validator:
             raise self.error(f"{where}.name", f"bad host name {name!r}", "use letters, digits, - _ .")
         seen.add(name)
         work_dir = self.string(raw, where, "work_dir", f"{cluster.work_dir}/{name}")
+        if work_dir.startswith("~"):
+            raise self.error(f"{where}.work_dir", f"{work_dir!r}: ~ is not expanded on the host",
+                             "give a path relative to the login home or an absolute one")
         # Deployed hosts run the venv that `pmctl setup` builds in their work dir.
         python = self.interpreter(raw, where, "python", defaults["python"]) or f"{work_dir}/venv/bin/python"
         identity = self.string(raw, where, "identity_file", defaults["identity_file"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +75,8 @@ class RunEntry:
     secret_file: str = ""  # local 0600 file with the control-plane password
     processes: list[ProcessHandle] = field(default_factory=list)
     remote_dirs: dict[str, str] = field(default_factory=dict)  # host -> run dir to remove
+    # when the owning pmctl started (kernel clock ticks since boot): a reused pid is not it
+    pmctl_start: str = ""
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -82,19 +85,55 @@ class RunEntry:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunEntry:
+        """The entry, after checking every value that reaches a shell or a signal has pmctl's
+        own shape (the ledger is a file anyone with the folder can edit)."""
         d = dict(d)
         d["processes"] = [ProcessHandle.from_json(p) for p in d.get("processes", [])]
-        return cls(**d)
+        entry = cls(**d)
+        bad = _malformed(entry)
+        if bad:
+            raise LedgerError(bad)
+        return entry
+
+
+class LedgerError(ValueError):
+    """A run ledger whose values pmctl did not write."""
+
+
+_SAFE = re.compile(r"[A-Za-z0-9._-]+")
+_TOKEN = re.compile(r"[0-9a-f]{16}")
+
+
+def _malformed(e: RunEntry) -> str:
+    """What in ``e`` is not of pmctl's making ('' when all is)."""
+    if not _SAFE.fullmatch(e.run_id):
+        return f"run id {e.run_id!r}"
+    if not isinstance(e.pmctl_pid, int) or isinstance(e.pmctl_pid, bool) or e.pmctl_pid <= 0:
+        return f"pmctl pid {e.pmctl_pid!r}"
+    for p in e.processes:
+        if not _TOKEN.fullmatch(str(p.token)):
+            return f"process token {p.token!r}"
+        if not isinstance(p.pgid, int) or isinstance(p.pgid, bool) or p.pgid <= 1:
+            return f"process group {p.pgid!r}"
+        if not _SAFE.fullmatch(str(p.name)) or not _SAFE.fullmatch(str(p.host)):
+            return f"process {p.name!r} on {p.host!r}"
+    return ""
 
 
 def load() -> RunEntry | None:
-    """The recorded run, or None when nothing is recorded."""
+    """The recorded run, or None when nothing is recorded; a ledger with values pmctl did not
+    write is a ``UserError`` (nothing in it is acted on)."""
+    from pmctl.errors import UserError
+
     try:
         return RunEntry.from_json(json.loads(ledger_path().read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, TypeError, KeyError):
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError):
         return None
+    except LedgerError as exc:
+        raise UserError(f"the run ledger holds a {exc} that pmctl did not write", str(ledger_path()),
+                        "nothing in it was acted on; check who edited it, then remove the file") from None
 
 
 def save(entry: RunEntry) -> None:
@@ -120,13 +159,26 @@ def write_secret(run_id: str, secret: str) -> Path:
     return p
 
 
-def pmctl_alive(pid: int) -> bool:
-    """Whether the pmctl process that owns the ledger still runs."""
+def process_start(pid: int) -> str:
+    """A process's start time (clock ticks since boot, /proc/<pid>/stat field 22); '' when
+    it does not exist. With the pid it names one process, even after the pid is reused."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]  # the fields after the command's ")"
+
+
+def owner_alive(entry: RunEntry) -> bool:
+    """Whether the pmctl process that wrote ``entry`` still runs: its pid, with the start
+    time the ledger recorded (a reused pid is another process), and pmctl in its command."""
+    start = process_start(entry.pmctl_pid)
+    if not start or (entry.pmctl_start and start != entry.pmctl_start):
+        return False
+    try:
+        return b"pmctl" in Path(f"/proc/{entry.pmctl_pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"pmctl" in cmdline
 
 
 def cleanup_cmd(run_dir: str, run_id: str) -> str:

@@ -65,7 +65,7 @@ def running() -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {
         "run_id": entry.run_id, "cell": entry.cell, "started": entry.started,
-        "pmctl_pid": entry.pmctl_pid, "pmctl_alive": runs.pmctl_alive(entry.pmctl_pid),
+        "pmctl_pid": entry.pmctl_pid, "pmctl_alive": runs.owner_alive(entry),
         "processes": [f"{p.host}:{p.name}:{p.pgid}" for p in entry.processes],
         "stages": {}, "redis": "unknown",
     }

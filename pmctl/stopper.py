@@ -20,11 +20,11 @@ def stop_recorded(session: Session, grace: float = 5.0) -> list[str]:
     if entry is None:
         return []
     done: list[str] = []
-    if entry.pmctl_pid != os.getpid() and runs.pmctl_alive(entry.pmctl_pid):
+    if entry.pmctl_pid != os.getpid() and runs.owner_alive(entry):
         # The running pmctl cleans up and records the cell as interrupted itself.
         os.kill(entry.pmctl_pid, signal.SIGTERM)
         deadline = time.monotonic() + grace + 60
-        while runs.pmctl_alive(entry.pmctl_pid) and time.monotonic() < deadline:
+        while runs.owner_alive(entry) and time.monotonic() < deadline:
             time.sleep(0.2)
         done.append(f"signalled pmctl run (pid {entry.pmctl_pid})")
         entry = runs.load()  # it has cleared the ledger, or recorded more meanwhile

@@ -75,15 +75,18 @@ def test_wrong_password_is_a_clear_error(redis_server, clean_env):
         client.ping()
 
 
-def test_password_from_env_and_from_file(redis_server, clean_env):
+def test_password_from_file_and_from_env(redis_server, clean_env):
     clean_env.setenv("PMCTL_CONTROL_PASSWORD_FILE", str(redis_server.password_file))
     ControlClient(redis_server.url, "auth").ping()
-    clean_env.setenv("PMCTL_CONTROL_PASSWORD", redis_server.password)
-    clean_env.setenv("PMCTL_CONTROL_PASSWORD_FILE", "/nonexistent/pw")
-    ControlClient(redis_server.url, "auth").ping()  # the variable wins over the file
-    clean_env.delenv("PMCTL_CONTROL_PASSWORD")
+    # a password exported in the shell for something else does not replace the run's file
+    clean_env.setenv("PMCTL_CONTROL_PASSWORD", "exported-for-something-else")
+    ControlClient(redis_server.url, "auth").ping()
+    clean_env.setenv("PMCTL_CONTROL_PASSWORD_FILE", "/nonexistent/pw")  # a named file must be read
     with pytest.raises(ControlPlaneError, match="cannot read the control-plane password file"):
         ControlClient(redis_server.url, "auth")
+    clean_env.delenv("PMCTL_CONTROL_PASSWORD_FILE")
+    clean_env.setenv("PMCTL_CONTROL_PASSWORD", redis_server.password)
+    ControlClient(redis_server.url, "auth").ping()  # no file named: the variable
 
 
 def test_unreachable_and_bad_urls(clean_env):

@@ -49,6 +49,12 @@ def _hosts(n: int, extra: str = "") -> str:
         (SSH_HEAD + _hosts(2, 'base_python = ""'), "hosts[0].base_python", "non-empty string"),
         (SSH_HEAD + _hosts(2, 'base_python = "~/conda/bin/python"'), "hosts[0].base_python", "not expanded"),
         (SSH_HEAD + 'python = "~/venv/bin/python"\n' + _hosts(2), "hosts[0].python", "not expanded"),
+        (SSH_HEAD + "connect_timeout = inf\n" + _hosts(2), "cluster.connect_timeout", "finite"),
+        (SSH_HEAD + "master_port = 29500\nredis_port = 29500\n" + _hosts(2), "cluster.redis_port", "master_port too"),
+        (SSH_HEAD + 'work_dir = "~/pmctl"\n' + _hosts(2), "cluster.work_dir", "not expanded"),
+        (SSH_HEAD + _hosts(2, 'work_dir = "~/w"'), "hosts[0].work_dir", "not expanded"),
+        (SSH_HEAD + _hosts(2, "gpus = 2") + '[[hosts]]\nname = "h9"\naddress = "z"\n', "hosts[2].gpus",
+         "give every host the same number of gpus"),
     ],
 )
 def test_bad_inventory_is_one_line_with_file_and_field(tmp_path: Path, text: str, field: str, words: str) -> None:

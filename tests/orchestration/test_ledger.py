@@ -1,0 +1,66 @@
+"""The run ledger is a file anyone with the state folder can edit: ``pmctl stop`` acts only on
+what pmctl itself recorded. A reused pid is not the pmctl that wrote the ledger, and a value
+that would reach a shell in another shape is refused with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from pmctl import runs
+from tests.orchestration.support import pmctl_env, run_pmctl
+
+
+def _ledger(tmp_path: Path, inventory: Path, **changes: object) -> Path:
+    entry = {
+        "run_id": "fig15-zb-0123abcd", "pmctl_pid": 1, "inventory": str(inventory), "cell": {},
+        "started": "t0", "control_url": "", "secret_file": "", "processes": [], "remote_dirs": {},
+        "pmctl_start": "",
+    }
+    entry.update(changes)
+    path = tmp_path / ".pmctl" / "running.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entry))
+    return path
+
+
+def test_a_reused_pid_named_pmctl_is_not_signalled(tmp_path: Path, local_inventory: Path) -> None:
+    # a live process with "pmctl" in its command line, on the pid the ledger names, but not
+    # started when the ledger says: pmctl stop must leave it alone
+    other = subprocess.Popen(["bash", "-c", "exec -a pmctl-lookalike sleep 60"])
+    try:
+        time.sleep(0.2)
+        assert b"pmctl" in Path(f"/proc/{other.pid}/cmdline").read_bytes()
+        _ledger(tmp_path, local_inventory, pmctl_pid=other.pid,
+                pmctl_start=str(int(runs.process_start(other.pid)) - 1))
+        r = run_pmctl(["stop", "--inventory", str(local_inventory)], tmp_path, pmctl_env(tmp_path))
+        assert r.returncode == 0, r.stderr
+        assert "signalled" not in r.stdout
+        assert other.poll() is None  # still running
+        # the same pid with its true start time is the owner
+        entry = runs.RunEntry(run_id="x", pmctl_pid=other.pid, inventory="", cell={}, started="",
+                              pmctl_start=runs.process_start(other.pid))
+        assert runs.owner_alive(entry)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_ledger_value_never_reaches_a_shell(tmp_path: Path, local_inventory: Path) -> None:
+    canary = tmp_path / "pwned"
+    evil = f"x /dev/null; touch {canary}; true"
+    for changes in (
+        {"processes": [{"host": "stage0", "name": "stage", "pgid": 12345, "token": evil, "run_dir": "/tmp"}]},
+        {"run_id": f"r; touch {canary}"},
+        {"processes": [{"host": "stage0", "name": "stage", "pgid": f"1; touch {canary}",
+                        "token": "0123456789abcdef", "run_dir": "/tmp"}]},
+    ):
+        _ledger(tmp_path, local_inventory, pmctl_pid=os.getpid() + 10_000_000, **changes)
+        r = run_pmctl(["stop", "--inventory", str(local_inventory)], tmp_path, pmctl_env(tmp_path))
+        assert r.returncode == 2, r.stdout + r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "pmctl did not write" in lines[0], r.stderr
+        assert not canary.exists()
