@@ -60,12 +60,6 @@ class OpKind(str, Enum):
         (gradients, s+1 -> s); None for compute ops and STEP."""
         return _DIRECTION.get(self)
 
-    def peer_of(self, stage: int) -> int | None:
-        """The stage at the other end of this p2p event when ``stage`` logs it (SEND_F and
-        RECV_B: ``stage + 1``; RECV_F and SEND_B: ``stage - 1``); None for non-p2p ops."""
-        step = _PEER_STEP.get(self)
-        return None if step is None else stage + step
-
     @classmethod
     def send(cls, direction: str) -> OpKind:
         """``SEND_F`` or ``SEND_B`` for the direction ``"F"``/``"B"``."""
@@ -87,7 +81,6 @@ _DIRECTION = {
     OpKind.SEND_F: OpKind.F, OpKind.RECV_F: OpKind.F,
     OpKind.SEND_B: OpKind.B, OpKind.RECV_B: OpKind.B,
 }
-_PEER_STEP = {OpKind.SEND_F: 1, OpKind.RECV_B: 1, OpKind.RECV_F: -1, OpKind.SEND_B: -1}
 _SENDS = {OpKind.F: OpKind.SEND_F, OpKind.B: OpKind.SEND_B}
 _RECVS = {OpKind.F: OpKind.RECV_F, OpKind.B: OpKind.RECV_B}
 

@@ -68,12 +68,11 @@ def test_one_vocabulary_classifies_every_kind():
     assert [k for k in OpKind if k.is_send] == [OpKind.SEND_F, OpKind.SEND_B]
     assert [k for k in OpKind if k.is_recv] == [OpKind.RECV_F, OpKind.RECV_B]
     assert all(k.is_comm == (k.is_send or k.is_recv) for k in OpKind)
-    # direction: whose data the event carries; peer: the other end, seen from the logging stage
-    table = {OpKind.SEND_F: (OpKind.F, 3), OpKind.RECV_F: (OpKind.F, 1),
-             OpKind.SEND_B: (OpKind.B, 1), OpKind.RECV_B: (OpKind.B, 3)}
-    for kind, (direction, peer) in table.items():
-        assert kind.direction is direction and kind.peer_of(2) == peer
-    assert OpKind.F.peer_of(2) is None and OpKind.W.direction is None
+    # direction: whose data the event carries
+    table = {OpKind.SEND_F: OpKind.F, OpKind.RECV_F: OpKind.F, OpKind.SEND_B: OpKind.B, OpKind.RECV_B: OpKind.B}
+    for kind, direction in table.items():
+        assert kind.direction is direction
+    assert OpKind.F.direction is None and OpKind.W.direction is None
     assert OpKind.send("F") is OpKind.SEND_F and OpKind.recv(OpKind.B) is OpKind.RECV_B
     with pytest.raises(ValueError, match="expected F or B"):
         OpKind.send("W")
@@ -107,7 +106,7 @@ def test_executor_lines_round_trip_byte_exact(line):
 def test_typed_fields():
     recv = OpRecord.from_json(json.loads(EXECUTOR_LINES[3]))
     assert recv == OpRecord(0, 1, OpKind.RECV_B, 0, 146.8942, 162.7832, "inline", 2, 0.0, 160.1146)
-    assert recv.op.direction is OpKind.B and recv.op.peer_of(recv.stage) == recv.peer
+    assert recv.op.direction is OpKind.B and recv.peer == recv.stage + 1  # gradients come from s+1
     head = IterationRecord.from_json(json.loads(EXECUTOR_LINES[5]))
     assert head.scheduled_ops == 6 and head.clock_offsets_ms == [0.0, 0.0] and not head.offload
     assert Schedule.from_lists(head.schedule).num_microbatches == 2
@@ -295,5 +294,7 @@ def test_executor_writes_only_vocabulary_names(tmp_path: Path):
     for r in ops:
         assert r.op.is_comm == (r.peer is not None)
         if r.op.is_comm:
-            assert r.peer == r.op.peer_of(r.stage) and (r.sent_ms is not None) == r.op.is_recv
+            # activations go to s+1 and gradients come from it; the others are with s-1
+            downstream = r.op in (OpKind.SEND_F, OpKind.RECV_B)
+            assert r.peer == r.stage + (1 if downstream else -1) and (r.sent_ms is not None) == r.op.is_recv
     assert set(iteration_times_ms(ops + heads)) == {0, 1}

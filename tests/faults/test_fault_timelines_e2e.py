@@ -7,14 +7,12 @@ schedule) and its p2p events. One run per scenario, made on first use, shared by
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from engine.config import TrainConfig
 from engine.healthy_plan import healthy_schedule
 from engine.methods import METHODS, resolve_method
 from engine.oplog import COMM_OPS, iteration_times_ms, read_records
@@ -51,15 +49,6 @@ RUNS = {
     "nic-zb": ("zb", NIC, 7, [], True),
     "time": ("pipemorph", TIME, 9, ["--fault-at", str(TIME_FAULT_AT)], False),
 }
-# engine.train's --fault-at reaches PlanContext.fault_at (TrainConfig.fault_at, a field or a
-# property of the cell spec)
-HAS_FAULT_AT = hasattr(TrainConfig, "fault_at") or "fault_at" in {
-    f.name for f in dataclasses.fields(TrainConfig)}
-needs_fault_at = pytest.mark.skipif(
-    not HAS_FAULT_AT, reason="engine.train has no --fault-at yet (TrainConfig.fault_at)"
-)
-
-
 @dataclass
 class Run:
     name: str
@@ -217,7 +206,6 @@ def test_nic_crash_fails_zb_cleanly(runs):
     assert any("is down" in e["message"] for e in errors), errors
 
 
-@needs_fault_at
 def test_time_trace_counts_from_fault_at_and_switches_once_between_iterations(runs):
     run = finished(runs("time"), 9)
     for it in range(9):  # every rank logs rank 0's snapshot (and its clock reading)
