@@ -26,6 +26,24 @@ class StageCosts:
         """The same costs on every stage."""
         return cls((tf,) * num_stages, (tb,) * num_stages, (tw,) * num_stages)
 
+    def slowed(self, factors: tuple[float, ...]) -> StageCosts:
+        """Compute stragglers: every op of stage s takes its cost times ``factors[s]`` (each
+        stage its own factor; the artifact's simulator wrongly used the first one for all)."""
+        if len(factors) != self.num_stages:
+            raise PlanningError(
+                f"slow-stage factors: got {len(factors)} for {self.num_stages} stages"
+            )
+
+        def scale(values: tuple[float, ...]) -> tuple[float, ...]:
+            # Keep integer costs integers where the factor leaves them whole (exact times).
+            out = []
+            for v, f in zip(values, factors):
+                x = v * f
+                out.append(int(x) if isinstance(v, int) and float(x).is_integer() else x)
+            return tuple(out)
+
+        return StageCosts(scale(self.tf), scale(self.tb), scale(self.tw))
+
     def to_json(self) -> dict[str, list[float]]:
         return {"tf": list(self.tf), "tb": list(self.tb), "tw": list(self.tw)}
 
@@ -65,3 +83,32 @@ def parse_costs(tf: str, tb: str, tw: str, num_stages: int) -> StageCosts:
     )
     costs.check(num_stages)
     return costs
+
+
+def parse_slow_stages(specs: list[str], num_stages: int) -> tuple[float, ...]:
+    """``["2=1.5", "0=2"]`` -> one compute factor per stage (1 where none is given).
+
+    Raises ``PlanningError`` for a malformed spec, a stage outside 0..S-1, a stage given
+    twice, or a factor that is not finite and > 0.
+    """
+    factors: list[float] = [1] * num_stages
+    seen: set[int] = set()
+    for spec in specs:
+        stage_text, eq, factor_text = spec.partition("=")
+        where = f"--slow-stage {spec!r}"
+        if not eq:
+            raise PlanningError(f"{where}: expected STAGE=FACTOR, e.g. 2=1.5")
+        try:
+            stage = int(stage_text.strip())
+        except ValueError:
+            raise PlanningError(f"{where}: stage {stage_text!r} is not a whole number") from None
+        if not 0 <= stage < num_stages:
+            raise PlanningError(f"{where}: stage {stage} is outside 0..{num_stages - 1}")
+        if stage in seen:
+            raise PlanningError(f"{where}: stage {stage} is given twice")
+        factor = parse_number(factor_text.strip(), where)
+        if not factor > 0:
+            raise PlanningError(f"{where}: the factor must be > 0 (1.5 = 50% slower)")
+        seen.add(stage)
+        factors[stage] = factor
+    return tuple(factors)

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from engine.planner.activations import inflight_peaks
 from engine.planner.costs import StageCosts
 from engine.planner.errors import PlanningError
 from engine.planner.generators import GENERATORS, generate
@@ -33,7 +34,7 @@ from engine.planner.ilp_model import IlpInstance, InfeasibleBound, build_instanc
 from engine.planner.ilp_solvers import available_solvers, solve
 from engine.planner.ilp_windows import B, F, W, compute_windows
 from engine.planner.ir import Op, OpKind, Schedule
-from engine.planner.simulate import peak_activations, simulate
+from engine.planner.simulate import simulate
 
 _KINDS = (OpKind.F, OpKind.B, OpKind.W)
 _KIND_INDEX = {OpKind.F: F, OpKind.B: B, OpKind.W: W}
@@ -82,8 +83,8 @@ def solve_ilp(
 ) -> IlpResult:
     """Minimum-makespan split-backward schedule for ``costs`` under link ``delays``.
 
-    ``activation_cap`` limits each stage to at most that many micro-batches between their F
-    and their W. ``warm_start`` (default: the better of the ``pipemorph`` and ``pipemorph+``
+    ``activation_cap`` limits each stage to at most that many micro-batches in flight
+    (``activations``: F +1, B and W -0.5 each), as the generators' cap. ``warm_start`` (default: the better of the ``pipemorph`` and ``pipemorph+``
     heuristics; a capped 1F1B-like order when it breaks the cap) gives the first incumbent
     and the big-M bound. ``time_limit_s`` limits the solver (as the artifact's 30 s); the
     heuristics and the model build come on top (about a second at S=8, N=32), and
@@ -266,7 +267,7 @@ def _initial_schedule(
     else:
         plans = [warm_start]
     plans = [fifo_normal_form(p) for p in plans]
-    if cap is not None and any(max(peak_activations(p)) > cap for p in plans):
+    if cap is not None and any(max(inflight_peaks(p)) > cap for p in plans):
         return capped_warm_start(S, N, costs, delays, cap, plans)
     # The fastest plan: a tighter first bound shrinks every window, and the ILP then never
     # reports worse than either heuristic.

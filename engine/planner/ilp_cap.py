@@ -1,19 +1,22 @@
-"""Warm starts that respect an activation cap (at most K micro-batches between F and W).
+"""Warm starts that respect an activation cap (``activations``: F +1, B and W -0.5 each).
 
-The heuristics ignore the cap, so the ILP needs a capped first incumbent: the heuristic
-orders repaired to the cap (each stage on its own), or a plain capped order as the fallback.
-Candidates are checked by replaying them; the fastest one that runs wins.
+The given plans may break the cap, so the ILP needs a capped first incumbent: the greedy
+policy planned under the cap, the plans repaired to the cap (each stage on its own), or a
+plain capped order as the fallback. The repairs keep at most K micro-batches between F and W,
+stricter than the cap, so they fit it too. Candidates are checked by replaying them; the
+fastest one that runs wins.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+from engine.planner.activations import inflight_peaks
 from engine.planner.costs import StageCosts
 from engine.planner.errors import PlanningError
 from engine.planner.ir import Op, OpKind, Schedule
 from engine.planner.policy import run_policy
-from engine.planner.simulate import peak_activations, simulate
+from engine.planner.simulate import simulate
 
 
 def capped_schedule(S: int, N: int, cap: int) -> Schedule:
@@ -67,16 +70,18 @@ def capped_warm_start(
     S: int, N: int, costs: StageCosts, delays: tuple[float, ...], cap: int,
     plans: list[Schedule],
 ) -> Schedule:
-    """The fastest runnable capped order among ``plans`` repaired to the cap, the greedy
-    policy with warm-up min(cap, S - s) repaired, and ``capped_schedule``."""
+    """The fastest runnable capped order among the greedy policy planned under the cap,
+    ``plans`` repaired to the cap, the greedy policy with warm-up min(cap, S - s) repaired,
+    and ``capped_schedule``."""
     warm = [min(cap, S - s, N) for s in range(S)]
     bases = [*plans, run_policy(S, N, costs, delays, warm).schedule]
     candidates = [capped_schedule(S, N, cap)]
+    candidates.append(run_policy(S, N, costs, delays, activation_cap=cap).schedule)
     for plan in bases:
         candidates.append(Schedule(tuple(repair_to_cap(ops, cap) for ops in plan.stages), N))
     best, best_t = candidates[0], simulate(candidates[0], costs, delays).iteration_time
     for cand in candidates[1:]:
-        if max(peak_activations(cand)) > cap:
+        if max(inflight_peaks(cand)) > cap:
             continue
         try:
             t = simulate(cand, costs, delays).iteration_time

@@ -15,8 +15,9 @@ in-flight counts are unchanged, so the makespan and the activation cap are too. 
 same-kind order is fixed and only cross-kind pairs need binaries, which are then monotone:
 ``y[i,j] >= y[i+1,j]`` and ``y[i,j] <= y[i,j+1]``.
 
-Activation cap K (at most K micro-batches between F and W on a stage): W(s,i-K) runs
-before F(s,i), i.e. ``y[F_i, W_j] = 0`` for i >= j + K; the order variables carry it.
+Activation cap K (``activations``: F +1, B and W -0.5 each; F(s,i) only with at most K-1
+in flight): per F one row over the order variables, 2i - #B before F_i - #W before F_i <=
+2K - 2, and its consequence B(s,i-K) before F(s,i), i.e. ``y[F_i, B_j] = 0`` for i >= j + K.
 
 Strengthening: time windows from ``ilp_windows`` (variable bounds, tight per-pair big-M,
 pairs whose order the windows decide are fixed), and per-op load rows that count, through
@@ -107,8 +108,8 @@ def _fix_pairs(
                 last_one[j] = max(last_one[j], i)
             if head[a] + dur[ka] > lst[b] + eps:  # A_i cannot come first
                 first_zero[j] = min(first_zero[j], i)
-        if cap is not None and (ka, kb) == (F, W):
-            first_zero[j] = min(first_zero[j], j + cap)  # F_i waits for W_{i-cap}
+        if cap is not None and (ka, kb) == (F, B):
+            first_zero[j] = min(first_zero[j], j + cap)  # F_i waits for B_{i-cap}
     for j in range(1, n):  # y=1 at (i, j-1) implies y=1 at (i, j)
         last_one[j] = max(last_one[j], last_one[j - 1])
     for j in reversed(range(n - 1)):  # y=0 at (i, j+1) implies y=0 at (i, j)
@@ -163,6 +164,8 @@ def build_instance(
                     g = grid[i][j]
                     order[(s, ka, i, kb, j)] = m.add_col(0, 1, integer=True) if g is None else g
             _add_pair_rows(m, s, ka, kb, N, grid, order, x, win, dur, ub)
+        if activation_cap is not None:
+            _add_cap_rows(m, s, N, order, activation_cap)
         if strengthen:
             _add_load_rows(m, s, N, order, x, tcol, win.stage_start[s], dur)
     # T covers each kind's last op and its tail (the chains then cover every op).
@@ -237,6 +240,25 @@ def _count(
         return const
     terms[y] = terms.get(y, 0.0) - weight
     return const + weight
+
+
+def _add_cap_rows(
+    m: MilpModel, s: int, N: int, order: dict[tuple[int, int, int, int, int], OrderVar],
+    cap: int,
+) -> None:
+    """Per F_i, in half micro-batches: 2i - (#B before F_i) - (#W before F_i) <= 2K - 2,
+    written as sum over j of y[F_i, B_j] + y[F_i, W_j] <= 2K - 2 - 2i + 2N."""
+    for i in range(N):
+        terms: dict[int, float] = {}
+        const = 0.0
+        for kb in (B, W):
+            for j in range(N):
+                const = _count(terms, const, order[(s, F, i, kb, j)], 1.0, True)
+        hi = 2 * cap - 2 - 2 * i + 2 * N - const
+        if terms:
+            m.add_row(terms, -INF, hi)
+        elif hi < 0:  # every pair is fixed and breaks the cap: the bound cannot be met
+            raise InfeasibleBound(f"stage {s}: F{i} exceeds the activation cap {cap}")
 
 
 def _add_load_rows(

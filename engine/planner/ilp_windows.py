@@ -50,7 +50,8 @@ def compute_windows(
 
     Every edge goes to the same or a later micro-batch, so one pass per micro-batch (F up the
     stages, B down, then W) is a topological order; ``activation_cap`` K adds the edges
-    W(s, i-K) -> F(s, i) (a stage holds at most K micro-batches between F and W).
+    B(s, i-K) -> F(s, i): a stage may issue F(s, i) only with at most K-1 micro-batches in
+    flight (``activations``: B and W free half each), so at least i+1-K of its Bs have run.
     """
     S, N, K = num_stages, num_microbatches, activation_cap
     stage_start = []
@@ -69,7 +70,7 @@ def compute_windows(
             if j > 0:
                 cands.append(head[(s, F, j - 1)] + tf)
             if K is not None and j >= K:
-                cands.append(head[(s, W, j - K)] + tw)
+                cands.append(head[(s, B, j - K)] + tb)
             head[(s, F, j)] = max(cands)
         for s in reversed(range(S)):
             tf, tb, tw = durations(costs, s)
@@ -93,8 +94,6 @@ def compute_windows(
             cands = [(N - j) * tw]
             if j < N - 1:
                 cands.append(tw + tail[(s, W, j + 1)])
-            if K is not None and j + K < N:
-                cands.append(tw + tail[(s, F, j + K)])
             tail[(s, W, j)] = max(cands)
         for s in range(S):
             tf, tb, tw = durations(costs, s)
@@ -103,6 +102,8 @@ def compute_windows(
                 cands.append(tb + tail[(s, B, j + 1)])
             if s > 0:
                 cands.append(tb + delays[s - 1] + tail[(s - 1, B, j)])
+            if K is not None and j + K < N:
+                cands.append(tb + tail[(s, F, j + K)])
             tail[(s, B, j)] = max(cands)
         for s in reversed(range(S)):
             tf, tb, tw = durations(costs, s)

@@ -10,7 +10,8 @@ the first B, then B > F > W) but searches the warm-up vector:
    +-1" (shifts every stage upstream of it), keeping warm-ups non-increasing in 1..N,
    taking the best move (least total warm-up among equals) while it lowers the time.
 
-Each step is one policy simulation (O(ops log ops)); ``max_evals`` bounds the search.
+Each step is one policy simulation (O(ops log ops)); ``max_evals`` bounds the search. With an
+activation cap K every candidate is planned under it and warm-ups stay at most K.
 """
 
 from __future__ import annotations
@@ -40,13 +41,15 @@ def improved_schedule(
     costs: StageCosts,
     delays: tuple[float, ...],
     max_evals: int = 200,
+    activation_cap: int | None = None,
 ) -> Improved:
     """The best schedule found for ``delays`` (inputs are assumed checked by the caller)."""
-    S, N = num_stages, num_microbatches
-    rule_w = tuple(adapted_warmup(costs, delays, N))
-    rule = run_policy(S, N, costs, delays, list(rule_w))
-    greedy = run_policy(S, N, costs, delays)
-    zb = run_policy(S, N, costs, (0,) * (S - 1)).schedule
+    S, N, cap = num_stages, num_microbatches, activation_cap
+    top = N if cap is None else min(N, cap)  # the largest warm-up a stage may hold
+    rule_w = tuple(min(w, top) for w in adapted_warmup(costs, delays, N))
+    rule = run_policy(S, N, costs, delays, list(rule_w), cap)
+    greedy = run_policy(S, N, costs, delays, activation_cap=cap)
+    zb = run_policy(S, N, costs, (0,) * (S - 1), activation_cap=cap).schedule
     zb_time = max(e[-1] for e in replay(zb, costs, delays)[1])
     candidates = [
         (rule.iteration_time, sum(rule_w), "pipemorph", rule.schedule),
@@ -56,18 +59,20 @@ def improved_schedule(
     # The search runs the rule's policy from the best of the three warm-ups.
     seen = {rule_w: rule.iteration_time}
     for sched in (greedy.schedule, zb):
-        _evaluate(S, N, costs, delays, _monotone(sched.warmup(), N), seen)
+        _evaluate(S, N, costs, delays, cap, _monotone(sched.warmup(), top), seen)
     w = min(seen, key=lambda x: (seen[x], sum(x)))
     while len(seen) < max_evals:
-        moves = [m for m in _neighbours(w, N) if m not in seen][: max_evals - len(seen)]
+        moves = [m for m in _neighbours(w, top) if m not in seen][: max_evals - len(seen)]
         if not moves:
             break
-        best_move = min(moves, key=lambda m: (_evaluate(S, N, costs, delays, m, seen), sum(m)))
+        best_move = min(
+            moves, key=lambda m: (_evaluate(S, N, costs, delays, cap, m, seen), sum(m))
+        )
         if seen[best_move] >= seen[w]:
             break
         w = best_move
     if seen[w] < min(c[0] for c in candidates):
-        searched = run_policy(S, N, costs, delays, list(w)).schedule
+        searched = run_policy(S, N, costs, delays, list(w), cap).schedule
         candidates.append((seen[w], sum(w), "search", searched))
     time_, _, source, schedule = min(candidates, key=lambda c: (c[0], c[1]))
     return Improved(schedule, time_, source, len(seen) + 2)
@@ -78,16 +83,17 @@ def _evaluate(
     N: int,
     costs: StageCosts,
     delays: tuple[float, ...],
+    cap: int | None,
     w: tuple[int, ...],
     seen: dict[tuple[int, ...], float],
 ) -> float:
     if w not in seen:
-        seen[w] = run_policy(S, N, costs, delays, list(w)).iteration_time
+        seen[w] = run_policy(S, N, costs, delays, list(w), cap).iteration_time
     return seen[w]
 
 
 def _neighbours(w: tuple[int, ...], N: int) -> list[tuple[int, ...]]:
-    """Valid warm-ups one move away: one stage +-1, or one link's Delta +-1."""
+    """Valid warm-ups (at most ``N``) one move away: one stage +-1, or one link's Delta +-1."""
     S = len(w)
     out = []
     for s in range(S):
@@ -106,7 +112,7 @@ def _valid(w: list[int], N: int) -> bool:
 
 
 def _monotone(w: list[int], N: int) -> tuple[int, ...]:
-    """Makes a warm-up usable by the policy: in 1..N and non-increasing downstream."""
+    """Makes a warm-up usable by the policy: in 1..``N`` and non-increasing downstream."""
     out = [min(max(x, 1), N) for x in w]
     for s in range(len(out) - 2, -1, -1):
         out[s] = max(out[s], out[s + 1])

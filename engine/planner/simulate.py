@@ -1,7 +1,7 @@
 """Simulate a schedule: replay it under per-link delays and report PipeMorph's metrics.
 
 ``simulate`` is the planner's one timing function: iteration time, bubble rate, warm-up per
-stage, Delta per link, peak in-flight activations per stage and the timed ops.
+stage, Delta per link, peak activations per stage (two measures, below) and the timed ops.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from engine.planner.activations import inflight_peaks
 from engine.planner.costs import StageCosts
 from engine.planner.ir import Op, Schedule
 from engine.planner.links import check_delays
@@ -34,6 +35,7 @@ class SimResult:
     warmup: list[int]  # forwards before the first backward, per stage
     delta: list[int]  # warmup[s] - warmup[s+1], per link
     peak_activations: list[int]  # max micro-batches with F run but W/BW not, per stage
+    peak_inflight: list[float]  # max in flight as the cap counts it (``activations``)
     ops: list[TimedOp]  # by stage, then in the stage's order
     schedule: Schedule
 
@@ -45,6 +47,7 @@ class SimResult:
             "warmup": self.warmup,
             "delta": self.delta,
             "peak_activations": self.peak_activations,
+            "peak_inflight": self.peak_inflight,
             "order": self.schedule.to_lists(),
             "ops": [
                 {
@@ -87,13 +90,15 @@ def simulate(schedule: Schedule, costs: StageCosts, delays: tuple[float, ...]) -
         warmup=warmup,
         delta=[warmup[s] - warmup[s + 1] for s in range(S - 1)],
         peak_activations=peak_activations(schedule, lowered),
+        peak_inflight=inflight_peaks(schedule, lowered),
         ops=timed,
         schedule=schedule,
     )
 
 
 def peak_activations(schedule: Schedule, lowered: Lowered | None = None) -> list[int]:
-    """Per stage, the most micro-batches whose F has run but whose W (or BW) has not."""
+    """Per stage, the most micro-batches whose F has run but whose W (or BW) has not (an
+    upper bound on memory: B frees nothing here; ``activations`` is the cap's measure)."""
     peaks = []
     for ks in (lowered if lowered is not None else lower(schedule))[0]:
         live = peak = 0
