@@ -5,7 +5,7 @@ on the local cluster, or with ``--ssh`` on network-namespace hosts with their ow
 SIGKILLs one of: pmctl itself, one stage, the launcher, Redis, at a random moment. Then it
 runs ``pmctl stop`` and the same ``pmctl run`` again. After every trial:
 
-- no process of ours is left on any host (token in its environment, cwd under the trial);
+- no process of ours is left on any host (any process working in the trial's tree);
 - every cell seen done during the trial is still done, its ``cell.json`` and op logs readable;
 - no half-written file in the results store (every ``cell.json`` parses, no temp files);
 - the rerun completes (exit 0, every cell done).
@@ -75,15 +75,16 @@ def _proc(pid: str) -> tuple[bytes, bytes, str, int] | None:
 
 
 def our_processes(roots: list[Path]) -> dict[int, tuple[bytes, int]]:
-    """pid -> (command line, parent) of every live process pmctl started under ``roots``: a
-    PMCTL_TOKEN in its environment and its working dir in a trial's tree."""
+    """pid -> (command line, parent) of every live process working in a trial's tree: what
+    pmctl started there (its token in the environment; Redis overwrites its environment with
+    its process title, so the working dir is what marks it) and pmctl itself."""
     found = {}
     prefixes = [str(r) for r in roots]
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
         info = _proc(p.name)
-        if info and b"PMCTL_TOKEN=" in info[0] and any(info[2].startswith(x) for x in prefixes):
+        if info and any(info[2].startswith(x) for x in prefixes):
             found[int(p.name)] = (info[1], info[3])
     return found
 
@@ -93,9 +94,10 @@ def pick_victim(kind: str, pmctl_pid: int, roots: list[Path], rng: random.Random
     if kind == "pmctl":
         return pmctl_pid
     procs = our_processes(roots)
-    engines = {pid for pid, (cmd, _) in procs.items() if b"engine." in cmd or any(x in cmd for x in _LAUNCHERS)}
+    engines = {pid for pid, (cmd, _) in procs.items()  # not the bash that started them
+               if not cmd.startswith(b"bash") and (b"engine." in cmd or any(x in cmd for x in _LAUNCHERS))}
     if kind == "redis":
-        pool = [pid for pid, (cmd, _) in procs.items() if b"redis-server" in cmd]
+        pool = [pid for pid, (cmd, _) in procs.items() if cmd.startswith(b"redis-server")]
     elif kind == "launcher":
         pool = [pid for pid in engines if procs[pid][1] not in engines]
     else:  # a stage: an engine process under a launcher; with no launcher, the stage itself
