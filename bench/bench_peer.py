@@ -72,8 +72,10 @@ from engine.methods import resolve_method  # noqa: E402
 from engine.model import DTYPES, StageModule  # noqa: E402
 from engine.oplog import IterationRecord, OpLogWriter, OpRecord  # noqa: E402
 from engine.optim import AdamW  # noqa: E402
+from engine.p2p.groups import inline_channels  # noqa: E402
 from engine.p2p.inline import InlineP2P  # noqa: E402
 from engine.p2p.messages import MessageSpec  # noqa: E402
+from engine.p2p.nccl_rules import NativeComm  # noqa: E402
 from engine.planner.export import to_torch_csv  # noqa: E402
 from engine.planner.ir import Schedule  # noqa: E402
 from engine.presets import Preset, get_preset, resolve_split  # noqa: E402
@@ -274,7 +276,8 @@ class _EngineSide:
         self.schedule = plan_source.healthy
         clock = SharedClock(offset_s=ctx.offsets[r])
         self.log = _CapturingLog(Path(ctx.out) / method / f"stage{r}.jsonl", r)
-        inline = InlineP2P(r, MessageSpec((p.micro_batch, p.seq, p.hidden), ctx.dtype), clock, cpu)
+        inline = InlineP2P(r, MessageSpec((p.micro_batch, p.seq, p.hidden), ctx.dtype), clock, cpu,
+                           inline_channels(ctx.world, None, "gloo", "link"), NativeComm())
         ecfg = ExecutorConfig(rank=r, world=ctx.world, num_microbatches=ctx.n, device=cpu,
                               pace_ms=None, fixed_data=ctx.fixed,
                               clock_offsets_ms=[o * 1000.0 for o in ctx.offsets])

@@ -12,8 +12,13 @@ from engine import cellspec
 from engine.cellspec import CellSpec, SpecError
 from engine.errors import EngineConfigError
 from engine.methods import Method, resolve_method
+from engine.p2p import LAYOUTS, SEMANTICS, Layout, Semantics
 from engine.presets import Preset, get_preset, resolve_split
 from injector.trace import Trace, TraceError, load_trace, parse_trace, trace_hash
+
+# The default of --p2p-semantics, so that pmctl can set it for every stage of a cell (it is
+# not part of the cell's identity: it changes how p2p is posted, not what is computed).
+P2P_SEMANTICS_ENV = "PMCTL_P2P_SEMANTICS"
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ class TrainConfig:
     dump_grads: str | None = None
     fixed_data: bool = False
     crash_at: tuple[int, int] | None = None  # (stage, iteration)
+    p2p_semantics: Semantics = "native"
+    p2p_watchdog_s: float = 30.0  # nccl semantics: no p2p progress this long = a deadlock
+    p2p_groups: Layout = "link"
 
     # The spec's fields the engine reads everywhere, by their engine names.
     microbatches = property(lambda self: self.spec.microbatches)
@@ -78,6 +86,14 @@ def _parser() -> _Parser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds before a stuck "
                    "collective or p2p fails the run")
+    p.add_argument("--p2p-semantics", default=None, choices=SEMANTICS,
+                   help="native: gloo's own p2p matching; nccl: emulate NCCL's rules (tags "
+                   "ignored, issue order per communicator, one op at a time) so a plan that "
+                   f"deadlocks on NCCL deadlocks here too (default: ${P2P_SEMANTICS_ENV}, else native)")
+    p.add_argument("--p2p-watchdog", type=float, default=None, help="seconds without p2p "
+                   "progress that --p2p-semantics nccl reports as a deadlock (default: half "
+                   "of --timeout)")
+    p.add_argument("--p2p-groups", default="link", choices=LAYOUTS, help=hidden)
     p.add_argument("--dtype", default=None, help=hidden)
     p.add_argument("--plan-script", default=None, help=hidden)
     p.add_argument("--dump-grads", default=None, help=hidden)
@@ -91,6 +107,17 @@ def _env_int(name: str, default: int) -> int:
         return int(os.environ.get(name, default))
     except ValueError:
         raise EngineConfigError(f"environment {name}={os.environ[name]!r} is not an integer") from None
+
+
+def _p2p_semantics(flag: str | None) -> Semantics:
+    """--p2p-semantics, else the environment's default, else native."""
+    if flag is not None:
+        return flag  # type: ignore[return-value]
+    value = os.environ.get(P2P_SEMANTICS_ENV, "").strip() or "native"
+    if value not in SEMANTICS:
+        raise EngineConfigError(f"environment {P2P_SEMANTICS_ENV}={value!r}: use one of "
+                                f"{', '.join(SEMANTICS)} (or unset it)")
+    return value  # type: ignore[return-value]
 
 
 def _pace(spec: CellSpec, preset: Preset) -> tuple[float, float, float] | None:
@@ -165,6 +192,9 @@ def parse_config(argv: list[str] | None = None, cuda_available: bool = False) ->
         raise EngineConfigError(f"--control {a.control!r}: expected redis://HOST:PORT")
     if a.dtype is not None and a.dtype not in ("float32", "float64", "float16", "bfloat16"):
         raise EngineConfigError(f"--dtype {a.dtype!r}: use float32, float64, float16 or bfloat16")
+    watchdog = a.timeout / 2.0 if a.p2p_watchdog is None else a.p2p_watchdog
+    if not 0 < watchdog < math.inf:
+        raise EngineConfigError(f"--p2p-watchdog {a.p2p_watchdog}: must be a number of seconds > 0")
     crash_at = None
     if a.crash_at is not None:
         try:
@@ -180,5 +210,6 @@ def parse_config(argv: list[str] | None = None, cuda_available: bool = False) ->
         timeout_s=a.timeout, pace_ms=_pace(spec, preset), dtype=a.dtype or preset.dtype,
         rank=_env_int("RANK", 0), local_rank=_env_int("LOCAL_RANK", 0),
         plan_script=a.plan_script, dump_grads=a.dump_grads, fixed_data=a.fixed_data,
-        crash_at=crash_at,
+        crash_at=crash_at, p2p_semantics=_p2p_semantics(a.p2p_semantics),
+        p2p_watchdog_s=watchdog, p2p_groups=a.p2p_groups,
     )

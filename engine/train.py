@@ -1,9 +1,10 @@
 """Entry point of one pipeline stage: ``torchrun ... -m engine.train [options]`` (or
 ``python -m engine.forkrun ... -m engine.train``, which forks the stages from one import).
 
-Sets up the process groups (main group + delegate groups, created collectively in a fixed
-order), the stage's model slice, data, optimizer, p2p paths and plan source, then runs the
-executor. Any failure logs its traceback to stderr, tells the plan source, and exits the
+Sets up the process groups (main group, the inline path's per-link groups and the delegate
+groups, created collectively in a fixed order; ``engine.p2p.groups``), the stage's model
+slice, data, optimizer, p2p paths (posted natively or under NCCL's rules emulated,
+``--p2p-semantics``) and plan source, then runs the executor. Any failure logs its traceback to stderr, tells the plan source, and exits the
 process at once with status 1 so the launcher tears the other stages down promptly.
 
 Before training, each stage writes ``stage<s>.facts.json`` beside its op log: the versions and
@@ -29,6 +30,7 @@ import torch.distributed as dist
 
 from engine.clock import SharedClock, estimate_offsets
 from engine.config import TrainConfig, parse_config
+from engine.cuda_sleep import calibrate_cuda_sleep
 from engine.data import load_data
 from engine.errors import EngineConfigError
 from engine.executor import Executor, ExecutorConfig
@@ -38,12 +40,15 @@ from engine.executor import Executor, ExecutorConfig
 from engine.fault_plan import make_plan_source as make_fault_source
 from engine.healthy_plan import HealthyPlanSource
 from engine.jsonio import write_json_atomic
+from engine.memory_guard import check_stage_memory
 from engine.model import DTYPES, StageModule
 from engine.oplog import OpLogWriter, facts_path
 from engine.optim import AdamW
-from engine.p2p.delegates import DelegatePool, create_groups
-from engine.p2p.inline import InlineP2P, calibrate_cuda_sleep
+from engine.p2p.delegates import DelegatePool
+from engine.p2p.groups import delegate_channels, inline_channels
+from engine.p2p.inline import InlineP2P
 from engine.p2p.messages import MessageSpec
+from engine.p2p.nccl_rules import NativeComm, make_comm
 from engine.plan_source import PlanContext, PlanSource
 from engine.stage import StageRunner
 from engine.wgrad import WeightGradStore
@@ -119,6 +124,7 @@ def run(cfg: TrainConfig, state: dict) -> None:
     if cfg.device == "cuda":
         device = torch.device("cuda", cfg.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
+    check_stage_memory(cfg, device, _local_world())  # before any peer waits on this stage
     torch.set_num_threads(cfg.threads)
     timeout = timedelta(seconds=cfg.timeout_s)
     # NCCL refuses several ranks on one GPU: stages sharing a GPU talk over gloo only
@@ -126,7 +132,8 @@ def run(cfg: TrainConfig, state: dict) -> None:
     backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" and not shared_gpu else "gloo"
     dist.init_process_group(backend, timeout=timeout)
     rank, world = dist.get_rank(), dist.get_world_size()
-    write_json_atomic(facts_path(cfg.out, rank), stage_facts(rank, world, device, backend))
+    write_json_atomic(facts_path(cfg.out, rank), {**stage_facts(rank, world, device, backend),
+                                                  "p2p_semantics": cfg.p2p_semantics})
     p, dtype = cfg.preset, DTYPES[cfg.dtype]
     store = WeightGradStore()
     module = StageModule(p, cfg.split, rank, cfg.seed, store).to(device=device, dtype=dtype)
@@ -141,14 +148,19 @@ def run(cfg: TrainConfig, state: dict) -> None:
     k = delegate_count(cfg, float(tf[0]))
     offsets = estimate_offsets(rank, world)
     clock = SharedClock(offset_s=offsets[rank])
-    groups = create_groups(world, k, timeout) if k > 0 else {}
-    delegates = DelegatePool(rank, world, k, spec, clock, device, groups) if k > 0 else None
+    # NCCL groups for the inline path where NCCL runs it: NCCL's own rules need no emulation
+    nccl_inline = "nccl" in backend
+    channels = inline_channels(world, timeout, "nccl" if nccl_inline else "gloo", cfg.p2p_groups)
+    comm = make_comm(cfg.p2p_semantics, rank, cfg.p2p_watchdog_s)
+    dchannels = delegate_channels(world, k, timeout) if k > 0 else {}
+    delegates = DelegatePool(rank, world, k, spec, clock, device, dchannels, comm) if k > 0 else None
     state["delegates"] = delegates
     plan_source = make_plan_source(cfg, k)
     state["plan_source"] = plan_source
     writer = OpLogWriter(Path(cfg.out) / f"stage{rank}.jsonl", rank)
     state["writer"] = writer
-    inline = InlineP2P(rank, spec, clock, device,
+    inline = InlineP2P(rank, spec, clock, device, channels,
+                       NativeComm() if nccl_inline else comm,
                        calibrate_cuda_sleep() if device.type == "cuda" else 0.0, shared_gpu)
     ecfg = ExecutorConfig(
         rank=rank, world=world, num_microbatches=cfg.microbatches, device=device,

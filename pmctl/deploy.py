@@ -1,6 +1,7 @@
 """``pmctl setup``: bring every host to a runnable state, in parallel, idempotently.
 
-``deploy = "wheel"``: build the project's wheel once per content hash, push it, create or
+``deploy = "wheel"``: build the project's wheel once per content hash (``pmctl.wheel``: from
+the packages this pmctl imports, standard library only), push it, create or
 update ``<work dir>/venv`` from the host's ``base_python`` and let the venv see that
 interpreter's site-packages (so its torch >= 2.4 is reused; a torch wheel is never pulled),
 install the wheel without deps plus the non-torch deps (pip skips those the base already has),
@@ -13,30 +14,23 @@ the master (apt-installed only with ``install_redis``), and write ``.pmctl/hosts
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
+import posixpath
 import shlex
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 from engine.jsonio import write_json_atomic
 from pmctl import runs
 from pmctl.errors import UserError
 from pmctl.fanout import describe, fanout
 from pmctl.inventory import Host, Inventory
+from pmctl.launchers import resolve_on_host
 from pmctl.session import Session, facts_path
+from pmctl.wheel import Bundle, build_wheel, bundle_hash, collect
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-_PACKAGES = ("pmctl", "engine", "injector", "figures")
 SETUP_TIMEOUT_S = 900.0
 MIN_TORCH = (2, 4)
 BASE_PTH = "pmctl-base.pth"
@@ -59,6 +53,7 @@ try:
         import torch
         out["cuda_count"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
         out["nccl"] = bool(torch.distributed.is_available() and torch.distributed.is_nccl_available())
+        out["gpu_memory"] = [torch.cuda.get_device_properties(i).total_memory for i in range(out["cuda_count"])]
     else:
         out["cuda_count"] = 0
         out["gloo"] = True  # every Linux torch build ships gloo
@@ -88,40 +83,6 @@ class HostSetup:
         return not self.problem
 
 
-def bundle_hash(root: Path = PROJECT_ROOT) -> str:
-    """Content hash of everything that goes into the wheel (sources + pyproject)."""
-    h = hashlib.sha256()
-    files = [root / "pyproject.toml"]
-    for pkg in _PACKAGES:
-        files += sorted(p for p in (root / pkg).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    for f in files:
-        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def build_wheel(digest: str, root: Path = PROJECT_ROOT) -> Path:
-    """The project's wheel for ``digest``, built once into ``.pmctl/wheels/<digest>/``."""
-    out = runs.state_dir() / "wheels" / digest
-    found = sorted(out.glob("*.whl")) if out.is_dir() else []
-    if found:
-        return found[0]
-    out.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(root)],
-        capture_output=True, text=True,
-    )
-    found = sorted(out.glob("*.whl"))
-    if r.returncode != 0 or not found:
-        raise UserError(f"building the wheel failed: {r.stderr.strip().splitlines()[-1:]}", str(root))
-    return found[0]
-
-
-def runtime_requirements(root: Path = PROJECT_ROOT) -> list[str]:
-    """The project's dependencies except torch (hosts keep their own torch)."""
-    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
-    return [d for d in deps if not d.replace(" ", "").lower().startswith("torch")]
-
-
 def plan_lines(inv: Inventory, force: bool, install_redis: bool) -> list[str]:
     """What ``setup`` would do, without touching any host (``--dry-run``)."""
     lines = []
@@ -142,20 +103,24 @@ def plan_lines(inv: Inventory, force: bool, install_redis: bool) -> list[str]:
     return lines
 
 
-def _install(session: Session, host: Host, wheel: Path, digest: str, force: bool) -> str:
+def _install(session: Session, host: Host, bundle: Bundle, wheel: Path, force: bool) -> str:
     t = session.transport(host)
-    w = shlex.quote(host.work_dir)
-    venv_py = shlex.quote(host.python)
-    base = shlex.quote(host.base_python)
-    current = t.run(
-        f"printf '%s\\n' \"$(cat {w}/bundle/hash 2>/dev/null)\" \"$(cat {w}/bundle/base 2>/dev/null)\"; "
-        f"test -x {venv_py} && echo venv-ok", 60,
+    state = t.run(
+        f"pwd; printf '%s\\n' \"$(cat {shlex.quote(host.work_dir)}/bundle/hash 2>/dev/null)\" "
+        f"\"$(cat {shlex.quote(host.work_dir)}/bundle/base 2>/dev/null)\"; "
+        f"test -x {shlex.quote(host.python)} && echo venv-ok", 60,
     ).stdout.splitlines()
-    recorded_hash, recorded_base = (current + ["", ""])[:2]
-    venv_ok = "venv-ok" in current[2:]
-    if not force and venv_ok and (recorded_hash, recorded_base) == (digest, host.base_python):
+    login, recorded_hash, recorded_base = (state + ["", "", ""])[:3]
+    venv_ok = "venv-ok" in state[3:]
+    if not force and venv_ok and (recorded_hash, recorded_base) == (bundle.digest, host.base_python):
         return "in sync"
-    remote_wheel = f"{host.work_dir}/bundle/{wheel.name}"
+    # Absolute from here on: relative paths (the work dir, the venv python of a relative work
+    # dir, base_python) are to the folder the host's commands start in (home over ssh).
+    work = posixpath.join(login, host.work_dir)
+    w = shlex.quote(work)
+    venv_py = shlex.quote(resolve_on_host(host.python, login))
+    base = shlex.quote(resolve_on_host(host.base_python, login))
+    remote_wheel = f"{work}/bundle/{wheel.name}"
     t.put(str(wheel), remote_wheel)
     # The venv sees the base interpreter's site-packages (and its user site, as
     # --system-site-packages would) through a .pth file, after its own, so the project's
@@ -163,18 +128,18 @@ def _install(session: Session, host: Host, wheel: Path, digest: str, force: bool
     # The .pth files inside those folders are not run: an editable install of this project
     # in the base must not shadow the pushed wheel. A venv made over another base (or by an
     # older pmctl) is made again.
-    remake = "--clear " if not venv_ok or recorded_base != host.base_python else ""
-    if remake:
-        r = t.run(f"cd {w} && {base} -m venv {remake}venv", SETUP_TIMEOUT_S)
+    if not venv_ok or recorded_base != host.base_python:
+        r = t.run(f"{base} -m venv --clear {w}/venv", SETUP_TIMEOUT_S)
         if not r.ok:
             raise UserError(
                 f"cannot make a venv with {host.base_python}: {_last_line(r.stderr)}", f"host {host.name}",
                 "set base_python to an interpreter with the venv module (e.g. apt install python3-venv)",
             )
     # Check torch first so a host without it fails in seconds instead of after a long pip run.
+    # bundle/base keeps the inventory's spelling: it is compared with it next time.
     r = t.run(
-        f"cd {w} && {base} -c {shlex.quote(_BASE_SITE)} > \"$({venv_py} -c {shlex.quote(_VENV_SITE)})/{BASE_PTH}\" && "
-        f"printf '%s\\n' {base} > bundle/base && "
+        f"site=$({venv_py} -c {shlex.quote(_VENV_SITE)}) && {base} -c {shlex.quote(_BASE_SITE)} > \"$site/{BASE_PTH}\" && "
+        f"printf '%s\\n' {shlex.quote(host.base_python)} > {w}/bundle/base && "
         f"{venv_py} -c 'import importlib.metadata as m; print(m.version(\"torch\"))'",
         SETUP_TIMEOUT_S,
     )
@@ -184,11 +149,11 @@ def _install(session: Session, host: Host, wheel: Path, digest: str, force: bool
             f"host {host.name}",
             "install torch>=2.4 for the host's CUDA into base_python; pmctl never installs torch",
         )
-    reqs = " ".join(shlex.quote(q) for q in runtime_requirements())
+    reqs = " ".join(shlex.quote(q) for q in bundle.requirements)
     pip = f"{venv_py} -m pip install -q --disable-pip-version-check"
     r = t.run(
-        f"set -e; cd {w}; {pip} --no-deps --force-reinstall {shlex.quote(remote_wheel)}; "
-        f"{pip} {reqs}; echo {digest} > bundle/hash",
+        f"set -e; {pip} --no-deps --force-reinstall {shlex.quote(remote_wheel)}; "
+        f"{pip} {reqs}; echo {bundle.digest} > {w}/bundle/hash",
         SETUP_TIMEOUT_S,
     )
     if not r.ok:
@@ -250,10 +215,10 @@ def setup_hosts(
 ) -> list[HostSetup]:
     """Sets up every host in parallel and records fact sheets; problems are per host."""
     inv = session.inventory
-    wheel, digest = None, ""
+    bundle, wheel = None, None
     if inv.cluster.deploy == "wheel":
-        digest = bundle_hash()
-        wheel = build_wheel(digest)
+        bundle = collect()
+        wheel = build_wheel(bundle)
 
     # Local "hosts" sharing one interpreter are one machine: probe it once, not per stage.
     shared: dict[str, dict[str, Any]] = {}
@@ -265,8 +230,8 @@ def setup_hosts(
 
     def one(host: Host) -> HostSetup:
         action = "checked"
-        if wheel is not None:
-            action = _install(session, host, wheel, digest, force)
+        if bundle is not None and wheel is not None:
+            action = _install(session, host, bundle, wheel, force)
         facts = dict(shared[host.python]) if host.python in shared else _probe(session, host)
         problem = _problems(inv, host, facts)
         redis_ok = None
@@ -277,7 +242,7 @@ def setup_hosts(
         facts.update(
             host=host.name, address=host.address, stage=host.stage, stages=list(host.stage_range),
             device=inv.cluster.device,
-            bundle=digest or "none", redis=redis_ok,
+            bundle=bundle.digest if bundle else "none", redis=redis_ok,
             checked=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         )
         result = HostSetup(host.name, action, problem, facts)

@@ -20,11 +20,14 @@ stage, as it is for the direct launcher there too.
 
 from __future__ import annotations
 
+import os
+import posixpath
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from engine.config import P2P_SEMANTICS_ENV
 from engine.rendezvous import Rendezvous
 from injector.control import PASSWORD_FILE_ENV
 from pmctl.errors import UserError
@@ -177,9 +180,20 @@ def engine_argv(cell: Any, run_dir: str, control_url: str, run_id: str,
     return argv
 
 
-def stage_command(inv: Inventory, proc: StageProcess, rdzv: Rendezvous, argv: Sequence[str]) -> str:
-    """The shell command line that starts ``proc``."""
-    return shlex.join(launcher_of(inv).command(proc, rdzv, argv))
+def resolve_on_host(path: str, login_dir: str) -> str:
+    """``path`` as the host finds it from any folder: a relative path with a ``/`` (the venv
+    python of a relative work dir) is relative to ``login_dir``, the folder a host's commands
+    start in (the login home over ssh, the cwd locally); a bare name is looked up on PATH."""
+    if path.startswith("/") or "/" not in path:
+        return path
+    return posixpath.join(login_dir, path)
+
+
+def stage_command(inv: Inventory, proc: StageProcess, rdzv: Rendezvous, argv: Sequence[str], login_dir: str) -> str:
+    """The shell command line that starts ``proc``. It runs in the run dir, so the host's
+    python is made absolute first (``resolve_on_host``: relative paths are to ``login_dir``)."""
+    host = replace(proc.host, python=resolve_on_host(proc.host.python, login_dir))
+    return shlex.join(launcher_of(inv).command(replace(proc, host=host), rdzv, argv))
 
 
 def stage_env(inv: Inventory, proc: StageProcess, rdzv: Rendezvous, run_dir: str) -> dict[str, str]:
@@ -192,12 +206,14 @@ def stage_env(inv: Inventory, proc: StageProcess, rdzv: Rendezvous, run_dir: str
     if inv.cluster.device == "cpu":
         # Several stages may share a machine's cores: one compute thread each.
         env["OMP_NUM_THREADS"] = "1"
+    if os.environ.get(P2P_SEMANTICS_ENV):  # an engine default for the whole cell; SSH stages
+        env[P2P_SEMANTICS_ENV] = os.environ[P2P_SEMANTICS_ENV]  # do not inherit ours
     env.update(launcher_of(inv).env(proc, rdzv))
     return env
 
 
 __all__ = [
     "ENGINE_ENTRY", "LAUNCHERS", "AgentLauncher", "DirectLauncher", "Launcher", "StageProcess",
-    "cell_fields", "check_cell", "describe", "engine_argv", "launcher_of", "one_machine",
+    "cell_fields", "check_cell", "describe", "engine_argv", "launcher_of", "one_machine", "resolve_on_host",
     "rendezvous", "stage_command", "stage_env",
 ]

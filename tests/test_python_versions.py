@@ -27,7 +27,7 @@ def _pyproject() -> dict:
 
 
 def test_torch_is_only_in_the_engine_extra() -> None:
-    from pmctl.deploy import runtime_requirements
+    from pmctl.wheel import runtime_requirements
 
     project = _pyproject()
     assert not [d for d in project["dependencies"] if d.lower().startswith("torch")]

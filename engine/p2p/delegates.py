@@ -2,12 +2,16 @@
 recv-backward) a pool of K worker threads that move messages through host memory over their
 own gloo groups, so the compute thread hands a tensor over and goes on.
 
-Groups: one 2-rank gloo group per (link, direction, worker), created by every rank in the
-same fixed order at start. Micro-batch m travels on worker m mod K. A send worker sleeps the
-link's injected delay, then sends; K workers keep K messages in flight. A crashed link
+Groups: one 2-rank gloo group per (link, direction, worker) (``engine.p2p.groups``).
+Micro-batch m travels on worker m mod K. The compute thread stages the tensor into a host
+buffer (``engine.p2p.staging``: pinned memory and a copy stream on CUDA, a copy thread on
+CPU); a send worker sleeps the link's injected delay, waits until the buffer is ready, sends
+it and returns the buffer to the pool; K workers keep K messages in flight. A crashed link
 (``inf``) only kills the inline path: delegates model the CPU path that survives a dead NIC,
 so they send without delay. Receivers pre-post: at iteration start each receive worker is
-given, in the sender's op order, the micro-batches it will carry this iteration.
+given, in the sender's op order, the micro-batches it will carry this iteration. So on each
+group the sender sends and the receiver receives in the same order, one at a time: safe
+under NCCL's rules too (no tags needed).
 """
 
 from __future__ import annotations
@@ -17,40 +21,26 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import torch
-import torch.distributed as dist
 
 from engine.clock import SharedClock
+from engine.p2p.groups import DIRECTIONS
 from engine.p2p.inline import RecvEvent, SendEvent
-from engine.p2p.messages import Message, MessageSpec, pack, unpack
+from engine.p2p.messages import Message, MessageSpec, check_matched, unpack
+from engine.p2p.nccl_rules import Channel, P2PComm
+from engine.p2p.staging import HostStaging, Staged, make_staging
 
-DIRECTIONS = ("F", "B")  # F: stage i -> i+1 (activations); B: i+1 -> i (gradients)
 _STOP = object()
-
-
-def create_groups(world: int, k: int, timeout: timedelta) -> dict[tuple[int, str, int], object]:
-    """Every (link, direction, worker) group, created collectively; keeps this rank's own."""
-    rank = dist.get_rank()
-    mine: dict[tuple[int, str, int], object] = {}
-    for link in range(world - 1):
-        for direction in DIRECTIONS:
-            for w in range(k):
-                g = dist.new_group([link, link + 1], backend="gloo", timeout=timeout)
-                if rank in (link, link + 1):
-                    mine[(link, direction, w)] = g
-    return mine
 
 
 @dataclass
 class _SendJob:
-    tensor: torch.Tensor
+    staged: Staged
     dst: int
     mb: int
     handover_ms: float
     delay_s: float
-    ready: torch.cuda.Event | None  # CUDA: the device-to-host copy's completion
 
 
 class _Worker(threading.Thread):
@@ -79,19 +69,21 @@ class _Worker(threading.Thread):
 
 
 class _SendWorker(_Worker):
-    def __init__(self, name: str, group: object, spec: MessageSpec, clock: SharedClock,
-                 events: list[SendEvent], lock: threading.Lock) -> None:
+    def __init__(self, name: str, direction: str, comm: P2PComm, channel: Channel,
+                 staging: HostStaging, clock: SharedClock, events: list[SendEvent],
+                 lock: threading.Lock) -> None:
         super().__init__(name)
-        self.group, self.spec, self.clock = group, spec, clock
+        self.direction, self.comm, self.channel = direction, comm, channel
+        self.staging, self.clock = staging, clock
         self.events, self.lock = events, lock
 
     def handle(self, job: _SendJob) -> None:
         if job.delay_s > 0 and not math.isinf(job.delay_s):
             time.sleep(job.delay_s)
-        if job.ready is not None:
-            job.ready.synchronize()
-        buf = pack(job.tensor, job.handover_ms, job.mb, self.spec)
-        dist.send(buf, job.dst, group=self.group, tag=job.mb)
+        job.staged.ready.wait()
+        what = f"send {self.direction} mb{job.mb} to {job.dst}"
+        self.comm.isend(job.staged.buf, job.dst, self.channel, job.mb, what).wait()
+        self.staging.release(job.staged)
         ev = SendEvent(job.dst, job.mb, job.handover_ms, self.clock.now_ms(), job.delay_s)
         with self.lock:
             self.events.append(ev)
@@ -107,17 +99,21 @@ class _Slot:
 
 
 class _RecvWorker(_Worker):
-    def __init__(self, name: str, group: object, spec: MessageSpec, clock: SharedClock) -> None:
+    def __init__(self, name: str, direction: str, comm: P2PComm, channel: Channel,
+                 spec: MessageSpec, clock: SharedClock) -> None:
         super().__init__(name)
-        self.group, self.spec, self.clock = group, spec, clock
+        self.direction, self.comm, self.channel = direction, comm, channel
+        self.spec, self.clock = spec, clock
 
     def handle(self, job: tuple[int, int, _Slot]) -> None:
         src, mb, slot = job
         buf = self.spec.empty("cpu")
         posted = self.clock.now_ms()
-        dist.recv(buf, src, group=self.group, tag=mb)
+        what = f"recv {self.direction} mb{mb} from {src}"
+        self.comm.irecv(buf, src, self.channel, mb, what).wait()
         arrived = self.clock.now_ms()
         slot.message = unpack(buf, self.spec)
+        check_matched(slot.message, mb, src, self.channel.name)
         slot.event = RecvEvent(src, mb, posted, arrived, slot.message.sent_ms)
         slot.done.set()
 
@@ -132,33 +128,34 @@ class DelegatePool:
     spec: MessageSpec
     clock: SharedClock
     device: torch.device
-    groups: dict[tuple[int, str, int], object]
+    channels: dict[tuple[int, str, int], Channel]  # (link, direction, worker), this rank's
+    comm: P2PComm
     sent: list[SendEvent] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _senders: dict[str, list[_SendWorker]] = field(default_factory=dict)
     _receivers: dict[str, list[_RecvWorker]] = field(default_factory=dict)
     _slots: dict[tuple[str, int], _Slot] = field(default_factory=dict)
-    _copy_stream: object = None
+    staging: HostStaging = field(init=False)
 
     def __post_init__(self) -> None:
         r = self.rank
+        self.staging = make_staging(self.spec, self.device)
         # direction -> the link on which this rank sends / receives it
         send_links = {"F": r if r < self.world - 1 else None, "B": r - 1 if r > 0 else None}
         recv_links = {"F": r - 1 if r > 0 else None, "B": r if r < self.world - 1 else None}
         for d in DIRECTIONS:
             if send_links[d] is not None:
                 self._senders[d] = [
-                    _SendWorker(f"send-{d}-{w}", self.groups[(send_links[d], d, w)], self.spec,
-                                self.clock, self.sent, self._lock) for w in range(self.k)]
+                    _SendWorker(f"send-{d}-{w}", d, self.comm, self.channels[(send_links[d], d, w)],
+                                self.staging, self.clock, self.sent, self._lock)
+                    for w in range(self.k)]
             if recv_links[d] is not None:
                 self._receivers[d] = [
-                    _RecvWorker(f"recv-{d}-{w}", self.groups[(recv_links[d], d, w)], self.spec,
-                                self.clock) for w in range(self.k)]
+                    _RecvWorker(f"recv-{d}-{w}", d, self.comm, self.channels[(recv_links[d], d, w)],
+                                self.spec, self.clock) for w in range(self.k)]
         for workers in (*self._senders.values(), *self._receivers.values()):
             for t in workers:
                 t.start()
-        if self.device.type == "cuda":
-            self._copy_stream = torch.cuda.Stream()
 
     def prepost(self, direction: str, src: int, mbs: list[int]) -> None:
         """Queues the receives of ``mbs`` (in the sender's order) from ``src``."""
@@ -169,24 +166,13 @@ class DelegatePool:
 
     def send(self, direction: str, tensor: torch.Tensor, dst: int, mb: int,
              delay_s: float) -> None:
-        """Hands the tensor to worker ``mb mod K``; returns at once."""
+        """Stages the tensor into host memory and hands it to worker ``mb mod K``; returns
+        at once."""
         handover = self.clock.now_ms()
-        ready = None
-        if self.device.type == "cuda":
-            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-            stream = self._copy_stream
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                host.copy_(tensor, non_blocking=True)
-                ready = torch.cuda.Event()
-                ready.record(stream)
-            # The caller may drop its last reference now (a B's input gradient): the
-            # allocator must not hand the block to the compute stream before the copy read it.
-            tensor.record_stream(stream)
-            tensor = host
+        staged = self.staging.stage(tensor, handover, mb)
         self._check()
         self._senders[direction][mb % self.k].jobs.put(
-            _SendJob(tensor, dst, mb, handover, delay_s, ready))
+            _SendJob(staged, dst, mb, handover, delay_s))
 
     def recv(self, direction: str, mb: int) -> tuple[Message, RecvEvent]:
         """Waits for the pre-posted message of ``mb``; moves it to the compute device."""
@@ -223,3 +209,4 @@ class DelegatePool:
             w.jobs.put(_STOP)
         for w in workers:
             w.join()
+        self.staging.close()

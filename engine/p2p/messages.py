@@ -43,16 +43,25 @@ class Message:
     mb: int
 
 
-def pack(tensor: torch.Tensor, sent_ms: float, mb: int, spec: MessageSpec) -> torch.Tensor:
-    """Header + payload in one buffer on the tensor's device."""
+def check_payload(tensor: torch.Tensor, mb: int, spec: MessageSpec) -> None:
+    """Raises ValueError unless ``tensor`` is the agreed shape and dtype."""
     if tuple(tensor.shape) != spec.shape or tensor.dtype != spec.dtype:
         raise ValueError(
             f"message for micro-batch {mb} is {tuple(tensor.shape)} {tensor.dtype}, "
             f"agreed {spec.shape} {spec.dtype}"
         )
+
+
+def header_bytes(sent_ms: float, mb: int) -> torch.Tensor:
+    """The 16-byte header (host memory)."""
+    return torch.tensor([sent_ms, float(mb)], dtype=torch.float64).view(torch.uint8)
+
+
+def pack(tensor: torch.Tensor, sent_ms: float, mb: int, spec: MessageSpec) -> torch.Tensor:
+    """Header + payload in one buffer on the tensor's device."""
+    check_payload(tensor, mb, spec)
     buf = torch.empty(spec.nbytes, dtype=torch.uint8, device=tensor.device)
-    header = torch.tensor([sent_ms, float(mb)], dtype=torch.float64).view(torch.uint8)
-    buf[:HEADER_BYTES].copy_(header)
+    buf[:HEADER_BYTES].copy_(header_bytes(sent_ms, mb))
     buf[HEADER_BYTES:].copy_(tensor.contiguous().view(-1).view(torch.uint8))
     return buf
 
@@ -62,3 +71,13 @@ def unpack(buf: torch.Tensor, spec: MessageSpec) -> Message:
     header = buf[:HEADER_BYTES].cpu().view(torch.float64)
     payload = buf[HEADER_BYTES:].view(spec.dtype).view(spec.shape)
     return Message(payload, float(header[0]), int(header[1]))
+
+
+def check_matched(msg: Message, mb: int, src: int, where: str) -> None:
+    """Raises if the message that arrived is not the expected micro-batch: under NCCL's rules
+    (no tags) a receive takes whatever its peer sent next, so an order mismatch between sender
+    and receiver would silently swap micro-batches."""
+    if msg.mb != mb:
+        raise RuntimeError(f"p2p order mismatch on {where}: expected micro-batch {mb} from stage "
+                           f"{src}, received micro-batch {msg.mb} (sender and receiver post in "
+                           "different orders)")

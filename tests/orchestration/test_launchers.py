@@ -114,7 +114,7 @@ def test_agent_launchers_start_one_agent_per_host_with_its_node_rank(name: str, 
         assert env == {PASSWORD_FILE_ENV: f"{RUN_DIR}/password", "GLOO_SOCKET_IFNAME": "eth0",
                        "NCCL_SOCKET_IFNAME": "eth0", "OMP_NUM_THREADS": "1"}
     assert L.describe(name, procs[1]) == f"{name} (stages 2-3) on b"
-    assert L.stage_command(inv, procs[1], rdzv, ["-m", "engine.train", "--trace-hash", ""]).endswith(
+    assert L.stage_command(inv, procs[1], rdzv, ["-m", "engine.train", "--trace-hash", ""], "/home/u").endswith(
         "--master-port 29500 -m engine.train --trace-hash ''")
 
 
