@@ -4,17 +4,22 @@ status rule, and the writer. It lives under ``figures`` because the figures read
 dependency rule lets pmctl import figures, not the other way round.
 
 A cell is written into a hidden staging folder beside its final place and renamed into place
-only when complete (``cell.json`` last), so a reader never sees half a cell. A finished
-result is never lost: a failed or interrupted rerun leaves it in place and goes to
+only when complete (``cell.json`` last, every file fsynced before the rename and the folder
+after it), so a reader never sees half a cell, even after a power cut. A finished result is
+never lost: a failed or interrupted rerun leaves it in place and goes to
 ``<cell>/attempts/<run_id>/``; a finished result that a new one replaces (``--force``, or a
-result of another spec) moves to ``<cell>/previous/<run_id>/``. A cell whose ``cell.json``
-says ``done`` with exactly the requested spec's hash is finished: it is skipped unless
-``--force``; a result of another spec is stale and re-run. Failed and interrupted cells are
-recorded too (with the reason) and re-run by the next ``pmctl run``.
+result of another spec) moves to ``<cell>/previous/<run_id>/``; a cell whose ``cell.json`` is
+unreadable (it may have been finished) moves to ``<cell>/attempts/<time>-corrupt/``; a replaced
+cell's own ``previous/`` and ``attempts/`` move up into the new one. A cell that could not be
+recorded at all (a full disk) keeps its logs in ``<cell>/attempts/<run_id>/`` (``keep``). A
+cell whose ``cell.json`` says ``done`` with exactly the requested spec's hash is finished: it
+is skipped unless ``--force``; a result of another spec is stale and re-run. Failed and
+interrupted cells are recorded too (with the reason) and re-run by the next ``pmctl run``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -24,15 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from engine.cellspec import CellSpec
-from engine.jsonio import write_json_atomic
+from engine.jsonio import fsync_path, write_json_atomic
 from figures.cells import cell_folder
 
 Cell = CellSpec
 CELL_JSON = "cell.json"
 DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
 STALE, MISSING = "stale", "missing"
+STOPPED = "stopped"  # done, but stopped where it had to (pmctl.expected_stop): a finished cell
 _STAGING = ".partial-"
 _ASIDE = ".old-"
+_UNRECORDED = ".unrecorded-"  # the logs of a cell that could not be recorded: never swept
 ATTEMPTS, PREVIOUS = "attempts", "previous"
 
 
@@ -65,14 +72,17 @@ def read_status(path: Path, cell: Cell) -> tuple[str, str]:
         want = cell.to_json()
         diff = [f"{stored.get(k)} {k.replace('_', ' ')}" for k in want if stored.get(k) != want[k]]
         return STALE, f"holds a run of another spec ({', '.join(diff[:3])}): rerun it with pmctl run"
+    if record.get("status") == DONE and record.get("stopped"):
+        return STOPPED, f"stopped at {record['stopped']}"
     return str(record.get("status", MISSING)), str(record.get("reason") or "")
 
 
 def cell_status(results_root: Path, cell: Cell) -> str:
     """``done`` / ``failed`` / ``interrupted`` for a result of exactly this cell's spec,
     ``stale`` when the folder holds another spec's result, ``missing`` when the cell was
-    never run (``read_status`` without the reason)."""
-    return read_status(cell_folder(results_root, cell), cell)[0]
+    never run (``read_status`` without the reason; a stopped cell is done)."""
+    status = read_status(cell_folder(results_root, cell), cell)[0]
+    return DONE if status == STOPPED else status
 
 
 def is_done(results_root: Path, cell: Cell) -> bool:
@@ -97,6 +107,10 @@ class CellRecord:
     inventory: str = ""
     iteration_ms: dict[str, float] = field(default_factory=dict)
     mean_ms: float | None = None
+    stopped: str = ""  # an expected stop at a crash: "iteration K: error" (pmctl.expected_stop)
+    # hosts whose logs did not come back: why, and the run dir left there for a later look
+    collect_failed: dict[str, str] = field(default_factory=dict)
+    kept_run_dirs: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -115,21 +129,43 @@ class Staging:
         """Writes ``cell.json`` and moves the folder into place; returns where it went (the
         cell folder, or ``<cell>/attempts/<run_id>`` when a finished result stays)."""
         write_json_atomic(self.path / CELL_JSON, record.to_json())
+        _fsync_tree(self.path)
         kept = read_cell_json(self.final)
         if _finished(kept) and record.status != DONE:
-            dest = self.final / ATTEMPTS / record.run_id
-            dest.parent.mkdir(exist_ok=True)
-            os.replace(self.path, dest)
+            dest = _unique(self.final / ATTEMPTS / record.run_id)
+            _move(self.path, dest)
             return dest
         aside = None
         if self.final.exists():
             # rename(2) cannot replace a non-empty folder: move the old one aside first.
             aside = self.final.parent / f".{self.final.name}{_ASIDE}{uuid.uuid4().hex[:8]}"
-            os.replace(self.final, aside)
-        os.replace(self.path, self.final)
+            _move(self.final, aside)
+        _move(self.path, self.final)
         if aside is not None:
-            _settle_aside(aside, self.final)
+            try:
+                _settle_aside(aside, self.final)
+            except OSError:
+                pass  # the new cell is in place; the old one stays aside for the next sweep
         return self.final
+
+    def keep(self, record: CellRecord) -> Path:
+        """For a cell that could not be committed: keeps its logs in
+        ``<cell>/attempts/<run_id>`` (with ``record`` as its ``cell.json`` where the disk
+        allows) and returns where; where not even that folder can be made, they stay beside
+        the cell as ``.<cell>.unrecorded-<run_id>``, which no sweep removes."""
+        if not self.path.exists():
+            return self.final  # the commit moved them into the cell before it failed
+        try:
+            dest = _unique(self.final / ATTEMPTS / record.run_id)
+            _move(self.path, dest)
+        except OSError:
+            dest = self.final.parent / f".{self.final.name}{_UNRECORDED}{record.run_id}"
+            os.replace(self.path, dest)
+        try:
+            write_json_atomic(dest / CELL_JSON, record.to_json())
+        except OSError:
+            pass  # the reason is in the run's output; the logs are what must not be lost
+        return dest
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -139,18 +175,56 @@ def _finished(record: dict[str, Any] | None) -> bool:
     return record is not None and record.get("status") == DONE
 
 
+def _fsync_tree(folder: Path) -> None:
+    """Every file and folder under ``folder`` on disk (before a rename makes them visible)."""
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            fsync_path(Path(dirpath) / name)
+        fsync_path(dirpath)
+
+
+def _move(src: Path, dest: Path) -> None:
+    """Renames ``src`` to ``dest`` (making ``dest``'s parents), durably: both folders whose
+    names changed are fsynced."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dest)
+    fsync_path(dest.parent)
+    if src.parent != dest.parent:
+        fsync_path(src.parent)
+
+
+def _unique(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``... where it is taken (history is never overwritten)."""
+    n = 1
+    out = path
+    while out.exists():
+        n += 1
+        out = path.with_name(f"{path.name}-{n}")
+    return out
+
+
 def _settle_aside(aside: Path, final: Path) -> None:
-    """An old cell moved aside during a commit: a finished one goes into the new cell's
-    ``previous/`` (or back into place if the new one never arrived), anything else away."""
+    """An old cell moved aside during a commit. Back into place if the new one never arrived;
+    else its ``previous/`` and ``attempts/`` move into the new cell, then a finished one goes
+    into the new cell's ``previous/``, an unreadable one (it may have been finished) into its
+    ``attempts/<time>-corrupt``, a failed or interrupted one away."""
+    if not final.exists():
+        _move(aside, final)
+        return
+    for sub in (PREVIOUS, ATTEMPTS):
+        old = aside / sub
+        for child in sorted(old.iterdir()) if old.is_dir() else []:
+            _move(child, _unique(final / sub / child.name))
+        if old.is_dir():
+            old.rmdir()
     record = read_cell_json(aside)
-    if not _finished(record):
-        shutil.rmtree(aside, ignore_errors=True)
-    elif not final.exists():
-        os.replace(aside, final)
+    if _finished(record):
+        _move(aside, _unique(final / PREVIOUS / str(record.get("run_id") or aside.name)))
+    elif record is None and any(aside.iterdir()):
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        _move(aside, _unique(final / ATTEMPTS / f"{stamp}-corrupt"))
     else:
-        dest = final / PREVIOUS / str(record.get("run_id") or aside.name)
-        dest.parent.mkdir(exist_ok=True)
-        os.replace(aside, dest)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def sweep_staging(results_root: Path) -> int:

@@ -3,9 +3,12 @@
 Keys are namespaced ``pmctl:<run_id>:...``. A fault is one hash written by one ``HSET``
 (atomic: a reader sees all of an update or none of it). Heartbeats are one hash per stage,
 written with its expiry in one MULTI/EXEC. Values are JSON so types survive the round trip.
-The password comes from the caller, else the file named by ``PMCTL_CONTROL_PASSWORD_FILE``
-(what pmctl gives its stages), else ``PMCTL_CONTROL_PASSWORD``; it is never part of the URL or
-a command line.
+The commands sent here are exactly those the server's ACL allows (``ACL_COMMANDS``).
+
+It logs in as the ``pmctl`` user. The password comes from the caller, else the file named by
+``PMCTL_CONTROL_PASSWORD_FILE`` (what pmctl gives its stages), else ``PMCTL_CONTROL_PASSWORD``;
+it is never part of the URL or a command line. A ``rediss://`` URL means TLS with the run's CA
+and client certificate, from the folder the caller names, else ``PMCTL_CONTROL_TLS_DIR``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from injector.redis_server import ACL_USER, namespace
+from injector.tls import TLS_DIR_ENV, TlsFiles, redis_kwargs
 from injector.trace import Fault
 
 PASSWORD_ENV = "PMCTL_CONTROL_PASSWORD"
@@ -53,24 +58,31 @@ def resolve_password(explicit: str | None = None) -> str | None:
 
 
 class ControlClient:
-    """Talks to one run's namespace of the control plane at ``url`` (``redis://HOST:PORT``)."""
+    """Talks to one run's namespace of the control plane at ``url`` (``redis://HOST:PORT``,
+    or ``rediss://HOST:PORT`` for TLS with the files in ``tls_dir``)."""
 
-    def __init__(self, url: str, run_id: str, password: str | None = None) -> None:
+    def __init__(
+        self, url: str, run_id: str, password: str | None = None, tls_dir: str | Path | None = None
+    ) -> None:
         parsed = urlparse(url)
-        if parsed.scheme != "redis" or not parsed.hostname or not parsed.port:
-            raise ControlPlaneError(f"bad control-plane URL {url!r}: expected redis://HOST:PORT")
+        if parsed.scheme not in ("redis", "rediss") or not parsed.hostname or not parsed.port:
+            raise ControlPlaneError(
+                f"bad control-plane URL {url!r}: expected redis://HOST:PORT or rediss://HOST:PORT"
+            )
         if parsed.password:
             raise ControlPlaneError(
                 f"control-plane URL must not carry the password: {_PASSWORD_HINT} instead"
             )
         if not run_id or ":" in run_id:
             raise ControlPlaneError(f"bad run id {run_id!r}: non-empty, without ':'")
-        self.url = f"redis://{parsed.hostname}:{parsed.port}"
+        self.url = f"{parsed.scheme}://{parsed.hostname}:{parsed.port}"
         self.run_id = run_id
         self._password = resolve_password(password)
+        tls = _tls_files(tls_dir, self.url) if parsed.scheme == "rediss" else None
         self._redis = redis.Redis(
             host=parsed.hostname,
             port=parsed.port,
+            username=ACL_USER,
             password=self._password,
             socket_timeout=10.0,
             socket_connect_timeout=5.0,
@@ -78,13 +90,14 @@ class ControlClient:
             # a few quick retries ride out a busy host; a refused password also counts as a
             # connection error in redis-py, so long backoffs would only delay a clear error
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            **redis_kwargs(tls),
         )
 
     # -- plumbing ---------------------------------------------------------------------
 
     def key(self, *parts: object) -> str:
         """The namespaced key ``pmctl:<run_id>:<parts...>``."""
-        return ":".join(["pmctl", self.run_id, *(str(p) for p in parts)])
+        return namespace(self.run_id) + ":".join(str(p) for p in parts)
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -233,6 +246,24 @@ class ControlClient:
         """The run-level status fields ({} when none)."""
         with self._guard("status"):
             return _decode(self._redis.hgetall(self.key("status")))
+
+
+def _tls_files(tls_dir: str | Path | None, url: str) -> TlsFiles:
+    """The client's TLS files: from ``tls_dir``, else the folder ``PMCTL_CONTROL_TLS_DIR``
+    names; each must be readable (a clear error now, not an SSL error at the first call)."""
+    directory = tls_dir or os.environ.get(TLS_DIR_ENV)
+    if not directory:
+        raise ControlPlaneError(
+            f"control plane {url} uses TLS: set {TLS_DIR_ENV} to the run's TLS folder"
+        )
+    files = TlsFiles.in_dir(directory, "client")
+    for path in (files.ca, files.cert, files.key):
+        if not os.access(path, os.R_OK):
+            raise ControlPlaneError(
+                f"control plane {url} uses TLS: cannot read {path} (set {TLS_DIR_ENV} to the "
+                "run's TLS folder)"
+            )
+    return files
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, str]:

@@ -1,14 +1,20 @@
 """The Redis control-plane server: its config (pure) and a local server process.
 
-The password lives only in 0600 files (the config, the client's password file): never on a
-command line, so it never shows in ``ps`` or ``/proc/*/cmdline``. Protected mode on, bound to
-the given addresses plus loopback, no persistence. ``render_config`` is shared with the
-orchestration, which starts the same server on the master host over SSH.
+Access control: the ``default`` user is off; the one user, ``pmctl``, authenticates with the
+per-run password and may send only the commands the control-plane client sends, on the keys of
+its namespace only (no pub/sub channels). The password lives only in 0600 files (the client's
+password file; the config holds its SHA-256): never on a command line, so it never shows in
+``ps`` or ``/proc/*/cmdline``. Optionally TLS only, with client certificates (``injector.tls``).
+Protected mode on, bound to the given addresses plus loopback, no persistence.
+``render_config`` is shared with the orchestration, which starts the same server on the master
+host over SSH.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -18,11 +24,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from injector.tls import TlsFiles, make_bundle, redis_kwargs, write_files
+
 CONFIG_NAME = "redis.conf"
 PASSWORD_NAME = "password"
 PID_NAME = "redis.pid"
 LOG_NAME = "redis.log"
+TLS_DIR_NAME = "tls"
 _LOOPBACK = "127.0.0.1"
+ACL_USER = "pmctl"
+KEY_ROOT = "pmctl:"  # every control-plane key starts with it; a run's with namespace(run_id)
+# Every command injector.control sends (pipelines: MULTI/EXEC), and nothing else: no CONFIG,
+# DEBUG, KEYS, FLUSH*, EVAL, MODULE, SHUTDOWN ... for the password's holders. AUTH is always
+# allowed by Redis itself.
+ACL_COMMANDS = ("ping", "hset", "hgetall", "expire", "multi", "exec", "rpush", "lrange", "del", "scan")
+_NAMESPACE = re.compile(r"[A-Za-z0-9._:-]+")
 
 
 class RedisServerError(RuntimeError):
@@ -34,21 +50,31 @@ def generate_password() -> str:
     return secrets.token_hex(24)
 
 
+def namespace(run_id: str) -> str:
+    """The key prefix of one run, ``pmctl:<run_id>:`` (its ACL key pattern adds a ``*``)."""
+    return f"{KEY_ROOT}{run_id}:"
+
+
 def render_config(
-    bind: list[str], port: int, password: str, workdir: str, *, daemonize: bool = False
+    bind: list[str], port: int, password: str, workdir: str, *, keys: str = KEY_ROOT,
+    tls: TlsFiles | None = None,
 ) -> str:
-    """The redis.conf text: protected, password-protected, bound to ``bind`` + loopback,
-    no persistence, pid and log files in ``workdir``."""
+    """The redis.conf text: protected, bound to ``bind`` + loopback, no persistence, pid and
+    log files in ``workdir``; the ``pmctl`` user (``password``) limited to the client's
+    commands on the keys starting with ``keys``; the default user off. With ``tls``: TLS only
+    on ``port`` (no plain port), client certificates required."""
     if not password or any(c in password for c in "\"\\\n\r "):
         raise ValueError("the control-plane password must be non-empty, without quotes/spaces")
+    if not _NAMESPACE.fullmatch(keys):
+        raise ValueError(f"key namespace {keys!r}: letters, digits and . _ : - only")
     addrs = list(dict.fromkeys([*bind, _LOOPBACK]))
     wd = str(workdir)
+    digest = hashlib.sha256(password.encode()).hexdigest()
     lines = [
         f"bind {' '.join(addrs)}",
-        f"port {int(port)}",
+        *(_tls_lines(port, tls) if tls else [f"port {int(port)}"]),
         "protected-mode yes",
-        f'requirepass "{password}"',
-        f"daemonize {'yes' if daemonize else 'no'}",
+        "daemonize no",
         'save ""',
         "appendonly no",
         f'dir "{wd}"',
@@ -56,12 +82,24 @@ def render_config(
         f'logfile "{os.path.join(wd, LOG_NAME)}"',
         "loglevel notice",
         "databases 1",
-        # The password opens the control plane, not the server: no CONFIG (which could point
-        # `dir` elsewhere and write files there) and no DEBUG for its holders.
-        'rename-command CONFIG ""',
-        'rename-command DEBUG ""',
+        # A connection starts as `default`: off, it can only AUTH as pmctl.
+        "user default off resetpass resetkeys resetchannels -@all",
+        # The password's hash only (`#`): the config file never holds the password itself.
+        f"user {ACL_USER} on #{digest} ~{keys}* resetchannels -@all "
+        + " ".join(f"+{c}" for c in ACL_COMMANDS),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _tls_lines(port: int, tls: TlsFiles) -> list[str]:
+    return [
+        "port 0",  # no plain listener at all: loopback clients use TLS too
+        f"tls-port {int(port)}",
+        f'tls-cert-file "{tls.cert}"',
+        f'tls-key-file "{tls.key}"',
+        f'tls-ca-cert-file "{tls.ca}"',
+        "tls-auth-clients yes",
+    ]
 
 
 def write_private(path: Path, text: str) -> None:
@@ -80,10 +118,13 @@ def free_port(host: str = _LOOPBACK) -> int:
 
 
 class RedisServer:
-    """A local password-protected redis-server for one run (tests, the local cluster).
+    """A local password-protected redis-server for one run (tests, benches).
 
-    Use as a context manager or ``start()``/``stop()``. ``url`` and ``password_file`` are what
-    clients need (``PMCTL_CONTROL_PASSWORD_FILE``).
+    Use as a context manager or ``start()``/``stop()``. ``url``, ``password_file`` and, with
+    ``tls``, ``tls_dir`` are what clients need (``PMCTL_CONTROL_PASSWORD_FILE``,
+    ``PMCTL_CONTROL_TLS_DIR``). ``keys``: the key prefix its user may touch (default: every
+    run's keys). ``tls``: TLS only, with a fresh CA whose server certificate names ``bind``
+    and loopback.
     """
 
     def __init__(
@@ -94,24 +135,39 @@ class RedisServer:
         password: str | None = None,
         executable: str = "redis-server",
         start_timeout_s: float = 10.0,
+        *,
+        keys: str = KEY_ROOT,
+        tls: bool = False,
     ) -> None:
         self.bind = list(bind or [])
         self.port = port
         self.password = password or generate_password()
         self.executable = executable
         self.start_timeout_s = start_timeout_s
+        self.keys = keys
+        self.tls = tls
         self._given_workdir = Path(workdir) if workdir else None
         self.workdir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{_LOOPBACK}:{self.port}"
+        return self.url_for(_LOOPBACK)
+
+    def url_for(self, address: str) -> str:
+        """The URL that reaches this server at ``address`` (one it binds)."""
+        return f"{'rediss' if self.tls else 'redis'}://{address}:{self.port}"
 
     @property
     def password_file(self) -> Path:
         assert self.workdir is not None, "server not started"
         return self.workdir / PASSWORD_NAME
+
+    @property
+    def tls_dir(self) -> Path | None:
+        """The folder with the CA and the client's certificate and key (None: plain TCP)."""
+        assert self.workdir is not None, "server not started"
+        return self.workdir / TLS_DIR_NAME if self.tls else None
 
     @property
     def pid(self) -> int | None:
@@ -125,7 +181,7 @@ class RedisServer:
         self.stop()
 
     def start(self) -> None:
-        """Writes the 0600 config and password file, starts the server, waits for PING."""
+        """Writes the 0600 config, password and TLS files, starts the server, waits for PING."""
         exe = shutil.which(self.executable)
         if exe is None:
             raise RedisServerError(
@@ -137,6 +193,9 @@ class RedisServer:
         else:
             self.workdir = Path(tempfile.mkdtemp(prefix="pmctl-redis-"))
         write_private(self.password_file, self.password + "\n")
+        if self.tls_dir is not None:
+            bundle = make_bundle([*self.bind, _LOOPBACK])
+            write_files(self.tls_dir, {**bundle.files("server"), **bundle.files("client")})
         attempts = 1 if self.port else 3  # a picked free port can be taken in between
         for attempt in range(attempts):
             port = self.port or free_port()
@@ -152,7 +211,10 @@ class RedisServer:
         assert self.workdir is not None
         self.port = port
         conf = self.workdir / CONFIG_NAME
-        write_private(conf, render_config(self.bind, port, self.password, str(self.workdir)))
+        server_tls = TlsFiles.in_dir(self.tls_dir, "server") if self.tls_dir else None
+        write_private(conf, render_config(
+            self.bind, port, self.password, str(self.workdir), keys=self.keys, tls=server_tls,
+        ))
         self._proc = subprocess.Popen(
             [exe, str(conf)],
             stdin=subprocess.DEVNULL,
@@ -185,17 +247,10 @@ class RedisServer:
             client.close()
 
     def stop(self) -> None:
-        """SHUTDOWN NOSAVE, else kill the pid; then removes the server's files."""
+        """TERM (the user may not SHUTDOWN; with no persistence Redis just exits), KILL
+        after 5 s; then removes the server's files."""
         if self._proc is not None:
-            import redis
-
-            client = self._client(2.0)
-            try:
-                client.shutdown(nosave=True)
-            except redis.exceptions.RedisError:
-                pass  # the connection drops as the server exits; the wait below decides
-            finally:
-                client.close()
+            self._proc.terminate()
             try:
                 self._proc.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
@@ -210,9 +265,11 @@ class RedisServer:
         return redis.Redis(
             host=_LOOPBACK,
             port=self.port,
+            username=ACL_USER,
             password=self.password,
             socket_timeout=timeout,
             retry=_no_retry(),
+            **redis_kwargs(TlsFiles.in_dir(self.tls_dir, "client") if self.tls_dir else None),
         )
 
     def _kill(self) -> None:
@@ -239,6 +296,7 @@ class RedisServer:
         if self._given_workdir:
             for name in (CONFIG_NAME, PASSWORD_NAME, PID_NAME, LOG_NAME):
                 (self.workdir / name).unlink(missing_ok=True)
+            shutil.rmtree(self.workdir / TLS_DIR_NAME, ignore_errors=True)
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -14,7 +14,7 @@ EXIT_CODES = {
     EXIT_OK: "ok",
     EXIT_FAILED: "a cell failed (or an internal error, logged in .pmctl/pmctl.log)",
     EXIT_USAGE: "usage error, bad input or a host that cannot be used (one line on stderr)",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM, or SIGHUP when the terminal drops)",
 }
 
 app = typer.Typer(

@@ -21,9 +21,9 @@ from typing import Any
 from figures.store import DONE, FAILED, INTERRUPTED, Staging
 from injector.redis_server import generate_password
 from pmctl import runs
-from pmctl.cellrecord import add_results, make_record, now, render_timeline
-from pmctl.cellstop import CALL_TIMEOUT_S, Footprint, teardown
-from pmctl.controlplane import ControlPlane, free_ports, start_redis
+from pmctl.cellrecord import now, record_cell, render_timeline
+from pmctl.cellstop import CALL_TIMEOUT_S, Footprint, Teardown, teardown
+from pmctl.controlplane import ControlPlane, control_env, free_ports, push_tls, run_tls, start_redis
 from pmctl.errors import UserError
 from pmctl.fanout import describe, fanout, raise_first
 from pmctl.inventory import Host
@@ -58,7 +58,7 @@ class CellOutcome:
     """What happened to one cell."""
 
     cell: Any  # the cell's spec (figures.cells.Cell)
-    status: str  # done | failed | interrupted | skipped
+    status: str  # done | failed | interrupted | skipped | not_run (pmctl.experiment)
     folder: Path
     seconds: float = 0.0
     reason: str = ""
@@ -92,16 +92,19 @@ class CellRun:
         self.run_id = _run_id(cell)
         self.token = secrets.token_hex(8)
         self.run_dirs = {h.name: f"{h.work_dir}/runs/{self.run_id}" for h in self.inv.hosts}
+        self.login_dirs: dict[str, str] = {}  # where each host's commands start
         self.started: dict[str, ProcessHandle] = {}  # process label -> its group
         self.redis: ProcessHandle | None = None  # set as soon as it exists
         self.plane: ControlPlane | None = None  # once it answers
         self.password = generate_password()
+        self.tls = run_tls(self.inv.master, self.run_id)  # None: the control plane stays on loopback
         self.entry = runs.RunEntry(
             run_id=self.run_id, pmctl_pid=os.getpid(), inventory=str(self.inv.path),
             cell=cell.to_json(), started=now(), remote_dirs=dict(self.run_dirs),
-            pmctl_start=runs.process_start(os.getpid()),
+            pmctl_start=runs.process_start(os.getpid()), token=self.token,
         )
         self.cleanup_errors: list[str] = []
+        self.torn = Teardown()  # what the teardown left (pmctl.cellstop)
         self._lock = threading.Condition()
         self._starts_in_flight = 0
 
@@ -132,12 +135,14 @@ class CellRun:
     def _prepare_host(self, host: Host) -> None:
         t = self.s.transport(host)
         d = self.run_dirs[host.name]
-        r = t.run(f"mkdir -p {shlex.quote(d)}/out/../redis && cd {shlex.quote(d)} && pwd", CALL_TIMEOUT_S)
+        r = t.run(f"pwd && mkdir -p {shlex.quote(d)}/out/../redis && cd {shlex.quote(d)} && pwd", CALL_TIMEOUT_S)
         if not r.ok:
             raise UserError(f"cannot create {d} on {host.name}: {r.stderr.strip()}")
-        # Absolute from here on: relative work dirs mean the cwd (local) or home (ssh).
-        self.run_dirs[host.name] = d = r.stdout.strip()
+        # Absolute from here on: relative paths (work dir, python) mean the cwd (local) or home (ssh).
+        self.login_dirs[host.name], self.run_dirs[host.name] = r.stdout.splitlines()[:2]
+        d = self.run_dirs[host.name]
         t.write_text(f"{d}/password", self.password + "\n")
+        push_tls(t, d, self.tls, host.name == self.inv.master.name)
         if self.cell.trace_text:
             t.write_text(f"{d}/trace.txt", self.cell.trace_text, mode=0o644)
 
@@ -153,7 +158,7 @@ class CellRun:
 
         self.plane = start_redis(
             self.s.transport(master), master, self.run_dirs[master.name], port, self.password,
-            self.token, self.run_id, record,
+            self.token, self.run_id, record, tls=self.tls,
         )
         return self.plane.url
 
@@ -166,8 +171,8 @@ class CellRun:
                 argv = engine_argv(self.cell, d, url, self.run_id, self.opts.engine_entry)
                 t = self.s.transport(host)
                 for proc in self._procs_on(host):
-                    handle = t.start(proc.name, stage_command(self.inv, proc, rdzv, argv),
-                                     stage_env(self.inv, proc, rdzv, d), d, self.token)
+                    handle = t.start(proc.name, stage_command(self.inv, proc, rdzv, argv, self.login_dirs[host.name]),
+                                     {**stage_env(self.inv, proc, rdzv, d), **control_env(d, self.tls)}, d, self.token)
                     # Recorded here, in the start's own thread: a start that outlives an
                     # interrupt or the fan-out timeout is still stopped by the teardown.
                     with self._lock:
@@ -244,7 +249,8 @@ class CellRun:
             self.plane.close()
         self._wait_for_starts()
         footprint = Footprint(self.run_id, self.token, self.run_dirs, self.procs, self.started, self.redis)
-        self.cleanup_errors += teardown(self.s, list(self.inv.hosts), footprint, self.opts.grace_s, staging.path)
+        self.torn = teardown(self.s, list(self.inv.hosts), footprint, self.opts.grace_s, staging.path, self.entry)
+        self.cleanup_errors += self.torn.notes
 
     # -- the whole cell -----------------------------------------------------------------
 
@@ -265,7 +271,7 @@ class CellRun:
             status, reason, codes = self._follow(progress)
             follow_s = time.monotonic() - f0
         except KeyboardInterrupt:
-            status, reason, interrupted = INTERRUPTED, "interrupted by the user", True
+            status, reason, interrupted = INTERRUPTED, self.s.interrupt_reason(), True
         except Exception as exc:  # noqa: BLE001 - recorded in cell.json; the run goes on with the next cell
             status, reason = FAILED, describe(exc)
         finally:
@@ -283,15 +289,9 @@ class CellRun:
         self, staging: Staging, status: str, reason: str, codes: dict[str, int | None],
         started: str, seconds: float, follow_s: float,
     ) -> CellOutcome:
-        record = make_record(self.s, self.cell, self.run_id, status, reason, codes, started)
-        add_results(self.s, record, staging.path)
-        if self.cleanup_errors:
-            # Something may still run or sit on a host: say so (pmctl stop retries).
-            record.reason = "; ".join(filter(None, [record.reason, *self.cleanup_errors]))
-        folder = staging.commit(record)
-        reason = record.reason
-        if folder != staging.final:
-            reason += f" (the finished result stays; this attempt is in {folder})"
+        # Whatever the recording meets, the logs are kept and the run goes on (pmctl.cellrecord).
+        rec = record_cell(self.s, self.cell, self.run_id, staging, status, reason, codes, started, self.torn)
         if not self.cleanup_errors:
             runs.clear(self.entry)  # else kept, so `pmctl stop` (or the next run) retries
-        return CellOutcome(self.cell, record.status, folder, seconds, reason, record.mean_ms, codes, follow_s)
+        record = rec.record
+        return CellOutcome(self.cell, record.status, rec.folder, seconds, rec.reason, record.mean_ms, codes, follow_s)

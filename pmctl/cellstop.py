@@ -3,12 +3,16 @@ started on every host (its recorded process groups TERM then KILL, Redis include
 sweep for anything else carrying the cell's token), collect the logs into the staging folder,
 remove the run dirs. Each step runs on every host even if another step failed there; the
 failures come back as notes for cell.json instead of being raised.
+
+A run dir whose logs did not come back is kept (it holds the only copy), with every host
+sharing it (the hosts of a local cluster share one): the cell records why and where, and its
+ledger entry keeps the dir for ``pmctl stop --purge``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +39,42 @@ class Footprint:
     redis: ProcessHandle | None  # the cell's Redis, once it exists
 
 
-def teardown(session: Session, hosts: list[Host], fp: Footprint, grace_s: float, dest: Path) -> list[str]:
-    """Stop, collect into ``dest``, remove, on every one of ``hosts``; the failures as
-    ``"<step> on <host>: <reason>"`` notes."""
+@dataclass
+class Teardown:
+    """What a cell's teardown left behind."""
+
+    notes: list[str] = field(default_factory=list)  # "<step> on <host>: <reason>", for cell.json
+    collect_failed: dict[str, str] = field(default_factory=dict)  # host -> why its logs did not come
+    kept_run_dirs: dict[str, str] = field(default_factory=dict)  # host -> its run dir, kept
+
+
+def teardown(session: Session, hosts: list[Host], fp: Footprint, grace_s: float, dest: Path,
+             entry: runs.RunEntry | None = None) -> Teardown:
+    """Stop, collect into ``dest``, remove, on every one of ``hosts`` (a run dir whose logs did
+    not come back is kept); ``entry``, the cell's ledger entry, is updated to what is left:
+    its groups unless all stopped, the run dirs whose removal failed, and the kept ones."""
     notes: list[str] = []
     stop_all(session, hosts, fp, grace_s, notes)
-    notes += _failures(_fan(hosts, lambda h: _collect_host(session, fp, h, dest)), "collect")
-    notes += _failures(_fan(hosts, lambda h: _remove_remote(session, fp, h)), "cleanup")
-    return notes
+    stopped = not notes
+    collected = _fan(hosts, lambda h: _collect_host(session, fp, h, dest))
+    failed = {o.host: describe(o.error) for o in collected if not o.ok}
+    by_name = {h.name: h for h in hosts}
+    keep = {_where(by_name[n], fp.run_dirs[n]) for n in failed}
+    kept = {h.name: fp.run_dirs[h.name] for h in hosts if _where(h, fp.run_dirs[h.name]) in keep}
+    removed = _fan([h for h in hosts if h.name not in kept], lambda h: _remove_remote(session, fp, h))
+    notes += _failures(collected, "collect") + _failures(removed, "cleanup")
+    if entry is not None:
+        if stopped:
+            entry.processes = []  # every group stopped and the token swept: none left to find
+        entry.remote_dirs = {o.host: fp.run_dirs[o.host] for o in removed if not o.ok}
+        entry.kept_dirs = kept
+        runs.save(entry)
+    return Teardown(notes, failed, kept)
+
+
+def _where(host: Host, run_dir: str) -> tuple[str, int, str]:
+    """A run dir's identity: hosts at one address share one file system."""
+    return host.address, host.port, run_dir
 
 
 def stop_all(session: Session, hosts: list[Host], fp: Footprint, grace_s: float, notes: list[str]) -> None:

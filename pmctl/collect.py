@@ -1,5 +1,7 @@
 """Pulling a cell's logs back: each host's op logs (``out/stage<s>.jsonl``) and the streams of
-the processes it started, in one tarball per host; then whether every stage's op log came."""
+the processes it started, in one tarball per host; then whether every stage's op log came.
+A collect that fails raises (``CollectError`` or the transport's error), so that the
+teardown keeps that host's run dir: it then holds the only copy."""
 
 from __future__ import annotations
 
@@ -11,27 +13,38 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pmctl.inventory import Inventory
-from pmctl.transport.base import ProcessHandle, Transport
+from pmctl.transport.base import ProcessHandle, Transport, TransportError
 
 CALL_TIMEOUT_S = 60.0
+_NO_RUN_DIR = 3  # the packing command's exit code when the host has no run dir at all
+
+
+class CollectError(TransportError):
+    """A host's logs could not be packed there (its disk is full, say)."""
 
 
 def collect_host(t: Transport, run_dir: str, started: Sequence[tuple[str, ProcessHandle]], dest: Path) -> None:
     """Copies the host's op logs into ``dest`` and each started process's streams to
     ``<label>.stdout`` / ``<label>.stderr`` (``started``: (label, handle) of the processes
-    started on this host; a host with none, as under one agent, only has op logs to give)."""
+    started on this host; a host with none, as under one agent, only has op logs to give).
+    A host without the run dir (its preparation never happened) has nothing to give; any
+    other failure raises."""
     streams = {}  # path in the tarball -> name in dest
     for label, h in started:
         streams[os.path.relpath(h.out_path, run_dir)] = f"{label}.stdout"
         streams[os.path.relpath(h.err_path, run_dir)] = f"{label}.stderr"
     names = " ".join(shlex.quote(n) for n in ("out", *streams))
+    # tar exits 1 for a file that changed while read (a straggler's last line): still a copy.
     r = t.run(
-        f"cd {shlex.quote(run_dir)} && tar czf collect.tgz --ignore-failed-read {names} 2>/dev/null; "
-        "test -f collect.tgz",
+        f"cd {shlex.quote(run_dir)} 2>/dev/null || exit {_NO_RUN_DIR}; "
+        f"tar czf collect.tgz --ignore-failed-read {names} 2>collect.err; "
+        '[ $? -le 1 ] || { tail -n 1 collect.err >&2; exit 1; }',
         CALL_TIMEOUT_S,
     )
-    if not r.ok:
+    if r.rc == _NO_RUN_DIR:
         return
+    if not r.ok:
+        raise CollectError(f"{t.host.name}: cannot pack the logs in {run_dir}: {r.stderr.strip() or f'exit {r.rc}'}")
     # Unpacked beside the destination: the moves below are then renames on one file
     # system (a tmpfs /tmp would make them fail with EXDEV).
     with tempfile.TemporaryDirectory(dir=dest, prefix=".collect-") as tmp:

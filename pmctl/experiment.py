@@ -1,13 +1,13 @@
 """``pmctl run`` as a function: compute simulated figures, then run each measured cell with
 live progress, skip finished cells, print a summary table, and return the exit code
-(0 all good, 1 a cell failed, 130 interrupted). With a ``report`` callback (``--json``) each
+(0 all good, 1 a cell failed, 130 interrupted). A host that stops answering ends the run
+after the cell it broke: the cells left are ``not_run``, and after the summary one
+``UserError`` line names the host (exit 2). With a ``report`` callback (``--json``) each
 finished cell, then a summary, is also handed over as one JSON-ready dict."""
 
 from __future__ import annotations
 
-import math
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,15 +17,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from figures.cells import Cell, cell_label
 from figures.registry import simulated_root
-from figures.store import DONE, cell_status, is_done, sweep_staging
+from figures.store import is_done, sweep_staging
 from pmctl import runs
-from pmctl.app import EXIT_FAILED, EXIT_INTERRUPTED
-from pmctl.console import make_table
+from pmctl.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from pmctl.errors import UserError
 from pmctl.fanout import fanout, raise_first
 from pmctl.inventory import Host, Inventory, load_inventory
 from pmctl.launcher import CellInterrupted, CellOutcome, LaunchOptions, run_cell
 from pmctl.launchers import check_cell
+from pmctl.locks import results_lock
 from pmctl.matrix import (
     PlannedCell,
     Selection,
@@ -34,9 +34,10 @@ from pmctl.matrix import (
     figure_cells,
     resolve_figures,
 )
+from pmctl.memory_check import check_gpu_memory
+from pmctl.runreport import NOT_RUN, Report, outcome_json, print_plan, print_summary
 from pmctl.session import Session
-
-Report = Callable[[dict[str, Any]], None]  # receives one JSON-ready object per event (--json)
+from pmctl.transport.base import HostUnreachable
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def plan(session: Session, req: RunRequest) -> tuple[list, list[PlannedCell]]:
         cells += load_experiment(Path(path), inv, req.options, req.selection).planned(req.results)
     for p in cells:
         check_cell(inv, p.cell)  # before anything runs: every cell fits this cluster
+    check_gpu_memory(session, [p.cell for p in cells])  # and its GPUs' memory (setup's facts)
     simulated = [f for f in figures if f.kind == "simulated"]
     if not cells and not simulated:
         raise UserError("no cells to run", "pmctl run", "see pmctl list --cells, or check the flags")
@@ -155,7 +157,7 @@ def execute(session: Session, req: RunRequest, console: Console, report: Report 
     simulated figure's object, then the summary (the dry run: each planned cell's)."""
     simulated, cells = plan(session, req)
     if req.dry_run:
-        _print_plan(console, simulated, cells, req, report)
+        print_plan(console, simulated, cells, simulated_root(req.results, req.quick), req.force, report)
         return 0
     root = simulated_root(req.results, req.quick)
     for fig in simulated:
@@ -165,9 +167,9 @@ def execute(session: Session, req: RunRequest, console: Console, report: Report 
         if report:
             report({"type": "figure", "figure": fig.name, "kind": "simulated", "status": "computed", "folder": str(root / fig.name)})
     if not cells:
-        _summary(console, [], report)
+        print_summary(console, [], report)
         return 0
-    with runs.run_lock():
+    with runs.run_lock(), results_lock(req.results):  # one run per state and per results folder
         return _run_cells(session, req, cells, console, report)
 
 
@@ -196,6 +198,12 @@ def _run_cells(session: Session, req: RunRequest, cells: list[PlannedCell], cons
                 if not req.force and is_done(planned.root, cell):
                     outcomes.append(CellOutcome(cell, "skipped", planned.folder, reason="done"))
                     _write_metrics(req, planned, console)  # every done cell of the figure, cheap
+                    if report:
+                        report(outcome_json(outcomes[-1]))
+                    progress.advance(all_task)
+                    continue
+                if session.unreachable():  # a host vanished: no cell can run without it
+                    outcomes.append(CellOutcome(cell, NOT_RUN, planned.folder, reason="a host is unreachable"))
                     if report:
                         report(outcome_json(outcomes[-1]))
                     progress.advance(all_task)
@@ -231,14 +239,29 @@ def _run_cells(session: Session, req: RunRequest, cells: list[PlannedCell], cons
                 style = "green" if outcome.status == "done" else "red"
                 console.print(f"[{style}]{outcome.status}[/{style}] {label} ({outcome.seconds:.1f} s) {outcome.reason}", highlight=False)
     except KeyboardInterrupt:
-        _summary(console, outcomes, report, EXIT_INTERRUPTED)
+        print_summary(console, outcomes, report, EXIT_INTERRUPTED)
         console.print("[red]interrupted[/red]: stopped everything started; the cell is recorded as interrupted")
         return EXIT_INTERRUPTED
     finally:
         session.restore_signal_handlers()
+    if session.unreachable():
+        print_summary(console, outcomes, report, EXIT_USAGE)
+        raise _run_stopped(session.unreachable(), sum(o.status == NOT_RUN for o in outcomes))
     code = EXIT_FAILED if any(o.status not in ("done", "skipped") for o in outcomes) else 0
-    _summary(console, outcomes, report, code)
+    print_summary(console, outcomes, report, code)
     return code
+
+
+def _run_stopped(lost: list[HostUnreachable], not_run: int) -> UserError:
+    """The one line that ends a run whose hosts stopped answering: which, and what is left."""
+    rest = f", {not_run} cell{'s' if not_run != 1 else ''} not run" if not_run else ""
+    if len(lost) == 1:
+        what, where = lost[0].what, lost[0].where
+    else:
+        what, where = "unreachable", ", ".join(e.where or "" for e in lost)
+    them = "it" if len(lost) == 1 else "them"
+    return UserError(f"{what}; the run stopped{rest}", where,
+                     f"bring {them} back, then pmctl stop cleans up there and a rerun skips the finished cells")
 
 
 def _write_metrics(req: RunRequest, planned: PlannedCell, console: Console) -> None:
@@ -253,52 +276,3 @@ def _write_metrics(req: RunRequest, planned: PlannedCell, console: Console) -> N
     except UserError as exc:
         console.print(f"[yellow]no TensorBoard run[/yellow] for {cell_label(planned.cell)}: {exc.line()}",
                       highlight=False)
-
-
-def outcome_json(o: CellOutcome) -> dict[str, Any]:
-    """One finished cell as ``--json`` prints it (strict JSON: no NaN or infinity)."""
-    ms = o.mean_ms if o.mean_ms is not None and math.isfinite(o.mean_ms) else None
-    return {"type": "cell", "cell": cell_label(o.cell), "spec": o.cell.to_json(), "status": o.status,
-            "folder": str(o.folder), "seconds": round(o.seconds, 3), "reason": o.reason, "mean_ms": ms,
-            "exit_codes": o.exit_codes}
-
-
-def _print_plan(console: Console, simulated: list, cells: list[PlannedCell], req: RunRequest,
-                report: Report | None = None) -> None:
-    root = simulated_root(req.results, req.quick)
-    for fig in simulated:
-        console.print(f"{fig.name}: simulated, computed locally into {root / fig.name}")
-        if report:
-            report({"type": "figure", "figure": fig.name, "kind": "simulated", "status": "planned", "folder": str(root / fig.name)})
-    table = make_table("folder", "stages", "preset", "micro-batches", "iterations", "fault at", "now",
-                       "action", title="pmctl run --dry-run")
-    actions = []
-    for p in cells:
-        c = p.cell
-        now = cell_status(p.root, c)
-        action = "skip" if now == DONE and not req.force else "run"
-        actions.append(action)
-        table.add_row(str(p.folder), str(c.stages), c.preset, str(c.microbatches),
-                      str(c.iterations), str(c.fault_at), now, action)
-        if report:
-            report({"type": "plan", "cell": cell_label(c), "spec": c.to_json(), "folder": str(p.folder),
-                    "status": now, "action": action})
-    console.print(table)
-    if report:
-        report({"type": "summary", "dry_run": True, "cells": len(cells), "run": actions.count("run"),
-                "skip": actions.count("skip"), "exit_code": 0})
-
-
-def _summary(console: Console, outcomes: list[CellOutcome], report: Report | None = None, code: int = 0) -> None:
-    if report:
-        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "interrupted")}
-        report({"type": "summary", "cells": len(outcomes), **counts,
-                "seconds": round(sum(o.seconds for o in outcomes), 3), "exit_code": code})
-    if not outcomes:
-        return
-    table = make_table("cell", "status", "iteration (ms)", "wall (s)", "reason", title="summary")
-    for o in outcomes:
-        ms = f"{o.mean_ms:.1f}" if o.mean_ms is not None and math.isfinite(o.mean_ms) else "-"
-        style = {"done": "green", "skipped": "dim"}.get(o.status, "red")
-        table.add_row(cell_label(o.cell), f"[{style}]{o.status}[/{style}]", ms, f"{o.seconds:.1f}", o.reason)
-    console.print(table)

@@ -1,9 +1,12 @@
-"""Parallel fan-out over hosts: one call per host in a thread pool, a timeout on every call,
-results per host, and the first failure named (Fabric's ThreadingGroup has no timeout)."""
+"""Parallel fan-out over hosts: one call per host in its own thread, a timeout on every call,
+results per host, and the first failure named (Fabric's ThreadingGroup has no timeout).
+
+The threads are daemons: a call stuck on a host that stopped answering is abandoned at its
+timeout and never holds up pmctl's exit (a thread pool's workers are joined at exit)."""
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,32 +36,40 @@ class FanoutTimeout(TimeoutError):
     """A host's call did not return within the fan-out timeout."""
 
 
+class _Call(Generic[K, T]):
+    """``fn(item)`` running in a daemon thread; ``done`` is set when it returned or raised."""
+
+    def __init__(self, item: K, fn: Callable[[K], T], label: str) -> None:
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.done = threading.Event()
+        self._item, self._fn = item, fn
+        threading.Thread(target=self._run, name=f"fanout-{label}", daemon=True).start()
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        try:
+            self.value = self._fn(self._item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller: reported per host, raised by raise_first
+            self.error = exc
+        self.seconds = time.monotonic() - t0
+        self.done.set()
+
+
 def fanout(
     items: Sequence[K], fn: Callable[[K], T], timeout: float, name: Callable[[K], str] = str
 ) -> list[Outcome[T]]:
     """Runs ``fn(item)`` for every item in parallel; a call still running after ``timeout``
-    seconds is reported as ``FanoutTimeout`` (its thread is abandoned, not joined)."""
-    if not items:
-        return []
-    pool = cf.ThreadPoolExecutor(max_workers=min(32, len(items)), thread_name_prefix="fanout")
+    seconds is reported as ``FanoutTimeout`` (its daemon thread is abandoned, not joined)."""
     started = time.monotonic()
-
-    def timed(item: K) -> tuple[T, float]:
-        t0 = time.monotonic()
-        return fn(item), time.monotonic() - t0
-
-    futures = [pool.submit(timed, item) for item in items]
+    calls = [_Call(item, fn, name(item)) for item in items]
     out: list[Outcome[T]] = []
-    for item, fut in zip(items, futures):
-        left = max(0.0, timeout - (time.monotonic() - started))
-        try:
-            value, secs = fut.result(timeout=left)
-            out.append(Outcome(name(item), value, None, secs))
-        except cf.TimeoutError:
+    for item, call in zip(items, calls):
+        if not call.done.wait(max(0.0, timeout - (time.monotonic() - started))):
             out.append(Outcome(name(item), None, FanoutTimeout(f"no answer within {timeout:g} s"), timeout))
-        except Exception as exc:  # noqa: BLE001 - reported per host, raised by raise_first
-            out.append(Outcome(name(item), None, exc, time.monotonic() - started))
-    pool.shutdown(wait=False, cancel_futures=True)
+        else:
+            out.append(Outcome(name(item), call.value, call.error, call.seconds))
     return out
 
 

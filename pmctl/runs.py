@@ -1,14 +1,17 @@
-"""The run ledger (``.pmctl/running.json``): what pmctl started where, so that ``pmctl stop``
-and ``pmctl status`` can find exactly our processes (by recorded process group and token)
-even from another shell or after pmctl itself was killed.
+"""The run ledger (``.pmctl/ledger/<run_id>.json``): what pmctl started where, one entry per
+cell, so that ``pmctl stop`` and ``pmctl status`` can find exactly our processes (by recorded
+process group and token) even from another shell or after pmctl itself was killed.
 
-Every change rewrites the file atomically. Secrets (the Redis password) live in a separate
-0600 file referenced from the ledger, never in it.
+A cell's entry is written when the cell starts and rewritten (atomically) after every start;
+it goes when the cell ends with everything stopped and removed. A cell whose cleanup failed
+keeps its entry, so what it left stays traceable while later cells run; ``pmctl stop`` walks
+every entry. A run dir kept because its logs did not come back (``kept_dirs``) stays until
+``pmctl stop --purge``. Secrets (the Redis password) live in a separate 0600 file referenced
+from the entry, never in it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -16,10 +19,11 @@ import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from engine.jsonio import write_json_atomic
+from pmctl.locks import pid_lock
 from pmctl.transport.base import ProcessHandle
 
 STATE_DIR_VAR = "PMCTL_STATE_DIR"
@@ -30,8 +34,9 @@ def state_dir() -> Path:
     return Path(os.environ.get(STATE_DIR_VAR, ".pmctl"))
 
 
-def ledger_path() -> Path:
-    return state_dir() / "running.json"
+def ledger_dir() -> Path:
+    """The folder of the ledger's entries, one ``<run_id>.json`` each."""
+    return state_dir() / "ledger"
 
 
 @contextmanager
@@ -39,32 +44,15 @@ def run_lock() -> Iterator[None]:
     """Held for the measured part of a whole ``pmctl run``: one run per state folder at a
     time, so two runs never share the ledger or sweep each other's staging folders. The
     lock dies with its process, so a killed run never leaves it behind."""
-    from pmctl.errors import UserError
-
     folder = state_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    fh = open(folder / "run.lock", "a+", encoding="utf-8")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "?"
-            raise UserError(
-                f"another pmctl run (pid {holder}) is using {folder}", "pmctl run",
-                "wait for it, or stop it with pmctl stop",
-            ) from None
-        fh.truncate(0)
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
+    with pid_lock(folder / "run.lock", f"is using {folder}"):
         yield
-    finally:
-        fh.close()
 
 
 @dataclass
 class RunEntry:
-    """One cell in flight: where its control plane is and which groups it started."""
+    """One cell, in flight or ended with something left: where its control plane is, which
+    groups it started, which run dirs are still to remove or kept."""
 
     run_id: str
     pmctl_pid: int
@@ -77,6 +65,9 @@ class RunEntry:
     remote_dirs: dict[str, str] = field(default_factory=dict)  # host -> run dir to remove
     # when the owning pmctl started (kernel clock ticks since boot): a reused pid is not it
     pmctl_start: str = ""
+    token: str = ""  # the cell's token: the sweep finds what no recorded group holds
+    # host -> run dir kept because its logs did not come back; removed by pmctl stop --purge
+    kept_dirs: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -106,10 +97,17 @@ _TOKEN = re.compile(r"[0-9a-f]{16}")
 
 def _malformed(e: RunEntry) -> str:
     """What in ``e`` is not of pmctl's making ('' when all is)."""
-    if not _SAFE.fullmatch(e.run_id):
+    if not isinstance(e.run_id, str) or not _SAFE.fullmatch(e.run_id):
         return f"run id {e.run_id!r}"
     if not isinstance(e.pmctl_pid, int) or isinstance(e.pmctl_pid, bool) or e.pmctl_pid <= 0:
         return f"pmctl pid {e.pmctl_pid!r}"
+    if e.token and not _TOKEN.fullmatch(str(e.token)):
+        return f"token {e.token!r}"
+    for d in (*e.remote_dirs.values(), *e.kept_dirs.values()):
+        # removed with rm -rf: only a run dir of this very run (<work dir>/runs/<run id>)
+        p = PurePosixPath(str(d))
+        if p.name != e.run_id or p.parent.name != "runs" or ".." in p.parts:
+            return f"run dir {d!r}"
     for p in e.processes:
         if not _TOKEN.fullmatch(str(p.token)):
             return f"process token {p.token!r}"
@@ -120,32 +118,50 @@ def _malformed(e: RunEntry) -> str:
     return ""
 
 
-def load() -> RunEntry | None:
-    """The recorded run, or None when nothing is recorded; a ledger with values pmctl did not
-    write is a ``UserError`` (nothing in it is acted on)."""
+def load_all() -> list[RunEntry]:
+    """Every recorded entry, oldest first; a file that is not an entry's JSON is skipped, an
+    entry with values pmctl did not write is a ``UserError`` (nothing in the ledger is acted
+    on)."""
     from pmctl.errors import UserError
 
-    try:
-        return RunEntry.from_json(json.loads(ledger_path().read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError):
-        return None
-    except LedgerError as exc:
-        raise UserError(f"the run ledger holds a {exc} that pmctl did not write", str(ledger_path()),
-                        "nothing in it was acted on; check who edited it, then remove the file") from None
+    found: list[tuple[str, float, RunEntry]] = []
+    for f in sorted(ledger_dir().glob("*.json")):
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+            entry = RunEntry.from_json(d)
+            if f.name != f"{entry.run_id}.json":
+                raise LedgerError(f"entry {f.name} for run id {entry.run_id!r}")
+            found.append((str(entry.started), f.stat().st_mtime, entry))
+        except FileNotFoundError:
+            continue  # cleared meanwhile
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError):
+            continue
+        except LedgerError as exc:
+            raise UserError(f"the run ledger holds a {exc} that pmctl did not write", str(f),
+                            "nothing in it was acted on; check who edited it, then remove the file") from None
+    return [e for _s, _m, e in sorted(found, key=lambda t: (t[0], t[1]))]
+
+
+def active(entry: RunEntry) -> bool:
+    """Whether ``entry`` may still have something running or to remove (not only kept dirs)."""
+    return bool(entry.processes or entry.remote_dirs) or owner_alive(entry)
+
+
+def load() -> RunEntry | None:
+    """The newest active entry (the cell in flight while a run is live), or None."""
+    return next((e for e in reversed(load_all()) if active(e)), None)
 
 
 def save(entry: RunEntry) -> None:
     """Atomically records ``entry`` (called after every start)."""
-    write_json_atomic(ledger_path(), entry.to_json())
+    write_json_atomic(ledger_dir() / f"{entry.run_id}.json", entry.to_json())
 
 
-def clear(entry: RunEntry | None = None) -> None:
-    """Forgets the run (and its local secret file)."""
-    if entry and entry.secret_file:
+def clear(entry: RunEntry) -> None:
+    """Forgets the entry (and its local secret file)."""
+    if entry.secret_file:
         Path(entry.secret_file).unlink(missing_ok=True)
-    ledger_path().unlink(missing_ok=True)
+    (ledger_dir() / f"{entry.run_id}.json").unlink(missing_ok=True)
 
 
 def write_secret(run_id: str, secret: str) -> Path:

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import signal
+import stat
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from typing import Any
 from pmctl import __version__, runs
 from pmctl.inventory import Host, Inventory
 from pmctl.transport import Transport, connect
+from pmctl.transport.base import HostUnreachable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GIT_TIMEOUT_S = 10.0
@@ -66,6 +68,7 @@ class Session:
         self._transports: dict[str, Transport] = {}
         self._shielded = 0
         self._pending: int | None = None
+        self._received: int | None = None  # the first interrupting signal
         self._old_handlers: dict[int, Any] = {}
 
     def __enter__(self) -> Session:
@@ -80,6 +83,12 @@ class Session:
         if host.name not in self._transports:
             self._transports[host.name] = connect(self.inventory, host, self.accept_new)
         return self._transports[host.name]
+
+    def unreachable(self) -> list[HostUnreachable]:
+        """The hosts found not answering at all so far, in inventory order (each transport's
+        own verdict: a run cannot go on without them)."""
+        opened = [self._transports[h.name] for h in self.inventory.hosts if h.name in self._transports]
+        return [t.lost for t in opened if t.lost is not None]
 
     def facts(self, host: Host) -> dict[str, Any]:
         """The host's fact sheet from the last ``setup`` ({} when never set up)."""
@@ -98,9 +107,11 @@ class Session:
     # -- signals ----------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        """SIGINT and SIGTERM raise KeyboardInterrupt, except inside ``shield()`` where they
-        are held until the shielded cleanup is over."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, except inside ``shield()``
+        where they are held until the shielded cleanup is over. SIGHUP is a dropped
+        terminal or SSH session: without this, pmctl would die on the spot and leave the
+        cell's stages and Redis running until ``pmctl stop``."""
+        for sig in INTERRUPTS:
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
 
     def restore_signal_handlers(self) -> None:
@@ -108,7 +119,14 @@ class Session:
             signal.signal(sig, old)
         self._old_handlers.clear()
 
+    def interrupt_reason(self) -> str:
+        """Why the run was interrupted, for cell.json: the signal that did it."""
+        return INTERRUPTS.get(self._received or signal.SIGINT, "interrupted")
+
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._received = self._received or signum
+        if signum == signal.SIGHUP:
+            _detach_from_terminal()
         if self._shielded:
             self._pending = signum
             return
@@ -125,3 +143,28 @@ class Session:
         if not self._shielded and self._pending is not None:
             self._pending = None
             raise KeyboardInterrupt
+
+
+# The signals that interrupt a run, and what cell.json says about each.
+INTERRUPTS: dict[int, str] = {
+    signal.SIGINT: "interrupted by the user",
+    signal.SIGTERM: "interrupted (SIGTERM)",
+    signal.SIGHUP: "interrupted: the controlling terminal or session hung up (SIGHUP)",
+}
+
+
+def _detach_from_terminal() -> None:
+    """Points stdout and stderr at /dev/null where they were the terminal that hung up: a
+    write to it now fails (EIO), and the cleanup and summary must not die of that. A pipe or
+    a file (``pmctl run > log``) still works and is kept. A character device, not isatty():
+    a hung-up terminal answers no terminal ioctl, so isatty() says False."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            try:
+                if stat.S_ISCHR(os.fstat(fd).st_mode):
+                    os.dup2(devnull, fd)
+            except OSError:  # closed: nothing to write to anyway
+                continue
+    finally:
+        os.close(devnull)

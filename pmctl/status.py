@@ -71,10 +71,12 @@ def running() -> dict[str, Any] | None:
     }
     if entry.control_url and entry.secret_file:
         from injector.control import ControlClient, ControlPlaneError
+        from pmctl.controlplane import local_tls_dir
 
         try:
             password = Path(entry.secret_file).read_text().strip()
-            with ControlClient(entry.control_url, entry.run_id, password) as client:
+            tls_dir = local_tls_dir(entry.run_id)  # used by a rediss:// (off-host) URL only
+            with ControlClient(entry.control_url, entry.run_id, password, tls_dir) as client:
                 out["stages"] = {str(k): v for k, v in client.heartbeats().items()}
                 out["redis"] = "up"
         except (OSError, ControlPlaneError) as exc:

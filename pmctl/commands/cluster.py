@@ -165,21 +165,26 @@ def _render_status(console: Console, data: dict) -> None:
 def stop(
     inventory: InventoryOpt = None,
     accept_new_host_keys: AcceptKeysOpt = False,
+    purge: Annotated[bool, typer.Option("--purge", help="Also remove the run dirs kept because their logs did not come back.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {running, run_id, stopped:[one line per thing stopped]}.")] = False,
 ) -> None:
-    """Stop everything pmctl started on every host (only our process groups). Idempotent."""
+    """Stop everything pmctl started on every host (only our process groups), for every cell in
+    the run ledger. Idempotent."""
     from pmctl import runs
     from pmctl.stopper import stop_recorded
 
-    entry = runs.load()
+    entries = runs.load_all()
     lines: list[str] = []
-    if entry is not None:
-        # The run's own inventory knows where its processes are, unless told otherwise.
-        chosen = inventory or (Path(entry.inventory) if Path(entry.inventory).is_file() else None)
+    if entries:
+        # The newest cell's own inventory knows where its processes are, unless told otherwise
+        # (each other entry is stopped through its own inventory where that file still exists).
+        recorded = Path(entries[-1].inventory)
+        chosen = inventory or (recorded if recorded.is_file() else None)
         with open_session(chosen, accept_new_host_keys) as session:
-            lines = stop_recorded(session)
+            lines = stop_recorded(session, purge=purge, own_inventories=inventory is None)
     if as_json:
-        run_id = entry.run_id if entry is not None else None
-        typer.echo(json.dumps({"running": entry is not None, "run_id": run_id, "stopped": lines}, indent=2))
+        run_id = entries[-1].run_id if entries else None
+        running = any(runs.active(e) for e in entries)
+        typer.echo(json.dumps({"running": running, "run_id": run_id, "stopped": lines}, indent=2))
     else:
         typer.echo("\n".join(lines) if lines else "nothing running")

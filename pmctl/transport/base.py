@@ -67,10 +67,17 @@ class TransportError(UserError):
     """A host could not be reached or a file could not be moved; the message names the host."""
 
 
+class HostUnreachable(TransportError):
+    """The host stopped answering altogether (powered off, off the network, its sshd gone): no
+    later call there can succeed, so a run ends instead of failing each remaining cell slowly."""
+
+
 class Transport(Protocol):
     """Everything pmctl does to a host."""
 
     host: Host
+    # Set once the host was found not answering at all (never for local processes).
+    lost: HostUnreachable | None
 
     def run(self, cmd: str, timeout: float) -> Result:
         """Runs a bash command to completion (non-zero exit is a Result, not an exception)."""

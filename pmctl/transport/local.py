@@ -23,6 +23,8 @@ from pmctl.transport.base import (
 class LocalTransport:
     """Runs commands with bash on this machine; detached starts get a new session."""
 
+    lost = None  # this machine is always there
+
     def __init__(self, host: Host) -> None:
         self.host = host
         # Keep our Popen objects so finished leaders are reaped, not left as zombies.

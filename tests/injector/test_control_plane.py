@@ -7,6 +7,7 @@ import math
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ def test_render_config_is_protected_and_ephemeral():
     text = render_config(["10.1.2.3"], 7000, "s3cret", "/w")
     lines = text.splitlines()
     assert "bind 10.1.2.3 127.0.0.1" in lines
-    assert "protected-mode yes" in lines and 'requirepass "s3cret"' in lines
+    assert "protected-mode yes" in lines and not any("requirepass" in line for line in lines)
+    assert "s3cret" not in text  # the ACL holds the password's SHA-256 only
+    assert any(line.startswith("user pmctl on #") for line in lines)
     assert 'save ""' in lines and "appendonly no" in lines
     assert 'pidfile "/w/redis.pid"' in lines and 'logfile "/w/redis.log"' in lines
     with pytest.raises(ValueError):
@@ -30,11 +33,11 @@ def test_render_config_is_protected_and_ephemeral():
 def test_password_holders_get_no_config_or_debug(redis_server):
     import redis
 
-    r = redis.Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+    r = redis.Redis(host="127.0.0.1", port=redis_server.port, username="pmctl", password=redis_server.password)
     try:
         assert r.ping()
         for command in (("CONFIG", "GET", "dir"), ("DEBUG", "SLEEP", "0")):
-            with pytest.raises(redis.ResponseError, match="unknown command"):
+            with pytest.raises(redis.ResponseError, match="no permissions|not allowed"):
                 r.execute_command(*command)
     finally:
         r.close()
@@ -174,7 +177,12 @@ def test_heartbeats_errors_detected_and_status(redis_server, clean_env):
     assert hb[1]["iteration"] == 4 and hb[1]["phase"] == "done"
     assert hb[1]["last_iteration_ms"] == 400.0 and hb[1]["offload"] is True
     assert hb[0]["last_iteration_ms"] is None and hb[0]["time"] > 0
-    assert c._redis.ttl(c.key("hb", 1)) > 0  # a silent stage disappears eventually
+    # A silent stage disappears eventually: its heartbeat expires.
+    clean_env.setattr("injector.control.HEARTBEAT_TTL_S", 1)
+    silent = ControlClient(redis_server.url, "hb-silent", password=redis_server.password)
+    silent.heartbeat(0, 1, "iteration", None)
+    time.sleep(1.5)
+    assert silent.heartbeats() == {} and list(c.heartbeats()) == [0, 1]
 
     c.report_error(3, "link 2_3 is down")
     c.report_error(2, "peer gone")

@@ -245,3 +245,21 @@ def build_netns_cluster(d: Path, n: int = 4) -> Iterator[NetnsCluster]:
                     pass
             subprocess.run(["ip", "netns", "del", h.netns], capture_output=True)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+def set_host_link(cluster: NetnsCluster, i: int, up: bool) -> None:
+    """Takes host ``i``'s network link down (it vanishes, as a powered-off machine: nothing
+    answers, nothing is refused) or brings it back up."""
+    _sh("ip", "-n", cluster.hosts[i].netns, "link", "set", "dev", "eth0", "up" if up else "down")
+
+
+def kill_tokened_processes(token: str) -> None:
+    """SIGKILLs every process on this machine (any namespace) that carries pmctl's ``token``
+    in its environment: a test's last resort, so nothing it started outlives it."""
+    needle = f"PMCTL_TOKEN={token}".encode()
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and needle in (d / "environ").read_bytes().split(b"\0"):
+                os.kill(int(d.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue

@@ -99,7 +99,7 @@ def test_local_run_skip_force_and_failure(tmp_path: Path, direct_inventory: Path
     assert json.loads((cell / "cell.json").read_text())["run_id"] not in (rec["run_id"], new["run_id"])
     assert json.loads((cell / "previous" / rec["run_id"] / "cell.json").read_text()) == rec
     # Everything was cleaned up: no ledger, no per-run dirs on the "hosts".
-    assert not (tmp_path / ".pmctl/running.json").exists()
+    assert not list((tmp_path / ".pmctl").glob("ledger/*.json"))  # no ledger entry left
     assert not list((tmp_path / "work").glob("*/runs/*"))
 
 
@@ -140,7 +140,7 @@ def test_ctrl_c_to_the_terminal_group_cleans_up(tmp_path: Path, direct_inventory
     assert _processes_under(tmp_path / "work") == []
     rec = json.loads((tmp_path / "results/tiny-it200-at1-direct/fig15/zb/2_3/0.06/cell.json").read_text())
     assert rec["status"] == "interrupted"
-    assert not (tmp_path / ".pmctl/running.json").exists()
+    assert not list((tmp_path / ".pmctl").glob("ledger/*.json"))  # no ledger entry left
 
 
 @pytest.mark.slow

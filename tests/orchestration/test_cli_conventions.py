@@ -148,7 +148,7 @@ def test_run_json_one_line_per_cell_then_a_summary(tmp_path: Path, direct_invent
     assert cell["cell"] == "fig15/zb/2_3/0.06" and cell["spec"]["method"] == "zb" and cell["spec"]["iterations"] == 3
     assert cell["folder"].endswith("fig15/zb/2_3/0.06") and Path(tmp_path, cell["folder"]).is_dir()
     assert cell["seconds"] > 0 and cell["mean_ms"] == pytest.approx(50.0, rel=0.5)
-    assert summary == {"type": "summary", "cells": 1, "done": 1, "skipped": 0, "failed": 0, "interrupted": 0,
+    assert summary == {"type": "summary", "cells": 1, "done": 1, "skipped": 0, "failed": 0, "interrupted": 0, "not_run": 0,
                        "seconds": cell["seconds"], "exit_code": 0}
     assert "summary" in first.stderr  # the human output went to stderr
 

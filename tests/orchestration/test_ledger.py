@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +22,9 @@ def _ledger(tmp_path: Path, inventory: Path, **changes: object) -> Path:
         "pmctl_start": "",
     }
     entry.update(changes)
-    path = tmp_path / ".pmctl" / "running.json"
+    ledger = tmp_path / ".pmctl" / "ledger"
+    shutil.rmtree(ledger, ignore_errors=True)  # this entry alone
+    path = ledger / "fig15-zb-0123abcd.json"  # the default run id's file
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entry))
     return path

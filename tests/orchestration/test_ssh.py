@@ -132,7 +132,7 @@ def test_sigint_cleans_up_everything(netns_cluster: NetnsCluster, tmp_path: Path
     assert netns_cluster.our_processes() == []
     record = json.loads((_cell_dir(tmp_path) / "cell.json").read_text())
     assert record["status"] == "interrupted"
-    assert not (tmp_path / ".pmctl" / "running.json").exists()
+    assert not list((tmp_path / ".pmctl").glob("ledger/*.json"))  # no ledger entry left
 
 
 def test_killed_stage_fails_the_cell_and_leaves_nothing(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
@@ -288,4 +288,4 @@ def test_two_stages_per_host_run_in_host_order_then_local_rank(
     assert all((outcome.folder / f"{label}.stdout").exists() and (outcome.folder / f"{label}.stderr").exists()
                for label in labels)
     assert netns_cluster.our_processes() == []
-    assert not (tmp_path / ".pmctl" / "running.json").exists()
+    assert not list((tmp_path / ".pmctl").glob("ledger/*.json"))  # no ledger entry left
