@@ -1,8 +1,9 @@
 """The pure per-iteration decision of the fault-aware plan source (no torch, no Redis).
 
 Given the fault in force this iteration, the per-link delays known at the end of the
-previous one and the profiled costs, ``Adapter`` returns the IterationPlan: which schedule,
-offload on/off, which delays the engine injects. PipeMorph re-plans when its planning basis
+previous one and the profiled costs, ``Adapter`` returns the IterationPlan: which schedule
+(and the generator that made it: the method's healthy one, or its adapted one, ``pipemorph``
+= the paper's rule, ``pipemorph+`` = ours), offload on/off, which delays the engine injects. PipeMorph re-plans when its planning basis
 changes, i.e. from the iteration after the fault change (the basis is what was known one
 iteration earlier). A NIC crash is a crash of every link: PipeMorph plans every link as a
 crashed one. ``matches`` and ``with_detection_log`` judge and log ``--detect``'s plans.
@@ -19,6 +20,7 @@ from typing import Any
 from engine.healthy_plan import healthy_schedule
 from engine.methods import Method
 from engine.plan_source import IterationPlan, log_ms
+from engine.planner.adapt import plan_warmup
 from engine.planner.costs import StageCosts
 from engine.planner.errors import PlanningError
 from engine.planner.generators import generate
@@ -80,8 +82,8 @@ class Adapter:
             "offload": offload_for(self.method, fault),
             **(extra or {}),
         }
-        schedule, costs = self.healthy, None
-        info.update(generator=self.method.healthy_schedule, planned_for_ms=None)
+        schedule, costs, generator = self.healthy, None, self.method.healthy_schedule
+        info["planned_for_ms"] = None
         if self.method.adapts and not basis.healthy:
             adapted = self._adapted(iteration, basis, profiled)
             if isinstance(adapted, str):
@@ -89,6 +91,7 @@ class Adapter:
             else:
                 schedule, costs, planned_at, plan_info = adapted
                 info.update(plan_info, planned_at=planned_at)
+                generator = self.method.adapt_generator
         elif self.method.adapts:
             self._planned = None  # healthy again: back to ZB; the next fault re-plans
         return IterationPlan(
@@ -98,6 +101,7 @@ class Adapter:
             link_delays_s=injected,
             fault=info,
             planned_costs=costs,
+            generator=generator,
         )
 
     def _adapted(
@@ -114,8 +118,10 @@ class Adapter:
             schedule = generate(self.method.adapt_generator, self.S, self.N, profiled, delays_ms)
         except PlanningError as exc:
             return f"re-planning failed ({exc}): kept the healthy plan"
+        if self.method.adapt_generator == "pipemorph":  # the rule caps w at N: say so
+            capped = plan_warmup(profiled, delays_ms, self.N).warning()
+            notes += [capped] if capped else []
         plan_info = {
-            "generator": self.method.adapt_generator,
             "planned_for_ms": list(delays_ms),
             "plan_basis": basis.source,
             "notes": notes,

@@ -5,8 +5,9 @@ Records (ARCHITECTURE.md contract), typed as ``OpRecord`` and ``IterationRecord`
 - ``{"kind": "op", "iter", "stage", "op", "mb", "start_ms", "end_ms", "path"}`` for compute ops
   (F, B, W, BW, and STEP for the optimizer) and for p2p events (SEND_F, RECV_F, SEND_B,
   RECV_B) which also carry ``"peer"`` and ``"delay_ms"`` (a receive also ``"sent_ms"``);
-- ``{"kind": "iteration", "iter", "stage", "schedule", "fault", "costs", "loss", ...}`` once
-  per stage per iteration.
+- ``{"kind": "iteration", "iter", "stage", "schedule", "fault", "generator", "costs", "loss",
+  ...}`` once per stage per iteration; ``generator`` names the planner generator of the
+  schedule (``zb``, ``1f1b``, ``pipemorph``, ``pipemorph+``; older logs kept it in ``fault``).
 Op names are ``engine.opkind.OpKind``. Times are milliseconds on the clock shared by all stages
 of that iteration (0 = the agreed iteration start). This module writes and reads the format;
 a reader skips what it cannot use (a torn last line, a line that is not UTF-8 or not a JSON
@@ -115,6 +116,7 @@ class IterationRecord:
     stage: int
     schedule: list[list[str]] = field(default_factory=list)  # per stage, ``Schedule.to_lists``
     fault: dict[str, Any] | None = field(default_factory=dict)  # the plan source's fault view
+    generator: str | None = None  # the planner generator of ``schedule``; None: unknown
     costs: dict[str, list[float]] | None = None  # the F/B/W costs the planner used
     offload: bool = False  # p2p through the delegate workers
     link_delays_ms: list[float | None] = field(default_factory=list)  # None: a crashed link
@@ -126,6 +128,16 @@ class IterationRecord:
     clock_offsets_ms: list[float] | None = None  # written at iteration 0 only
 
     @property
+    def schedule_generator(self) -> str | None:
+        """The generator of this iteration's schedule: the record's, or where older logs kept
+        it (their ``fault`` view; before PipeMorph had the paper's rule, ``pipemorph`` cells
+        logged ``pipemorph+`` there); None when the log does not say."""
+        if self.generator is not None:
+            return self.generator
+        old = self.fault.get("generator") if isinstance(self.fault, Mapping) else None
+        return old if isinstance(old, str) else None
+
+    @property
     def scheduled_ops(self) -> int | None:
         """How many compute ops this stage's schedule holds; None without its schedule."""
         return len(self.schedule[self.stage]) if 0 <= self.stage < len(self.schedule) else None
@@ -134,7 +146,8 @@ class IterationRecord:
         """The op log's object (key order as the executor writes it)."""
         rec: dict[str, Any] = {"kind": "iteration", "iter": self.iteration, "stage": self.stage}
         for name in _HEADER_FIELDS:
-            rec[name] = getattr(self, name)
+            if name != "generator" or self.generator is not None:  # older logs have none
+                rec[name] = getattr(self, name)
         if self.clock_offsets_ms is not None:
             rec["clock_offsets_ms"] = self.clock_offsets_ms
         return rec
@@ -152,12 +165,14 @@ class IterationRecord:
             raise RecordError("schedule: expected per-stage lists of op strings")
         given = {k: obj[k] for k in (*_HEADER_FIELDS, "clock_offsets_ms") if k in obj}
         given["schedule"] = schedule
+        if given.get("generator") is not None and type(given["generator"]) is not str:
+            raise RecordError(f"generator: expected a string, got {given['generator']!r}")
         given["offload"] = bool(given.get("offload", False))
         return cls(_int(obj, "iter"), _int(obj, "stage"), **given)
 
 
-_HEADER_FIELDS = ("schedule", "fault", "costs", "offload", "link_delays_ms", "loss", "profiled",
-                  "iteration_ms", "pace_ms", "max_rss_mb")
+_HEADER_FIELDS = ("schedule", "fault", "generator", "costs", "offload", "link_delays_ms", "loss",
+                  "profiled", "iteration_ms", "pace_ms", "max_rss_mb")
 _TYPES: dict[str, type[OpRecord | IterationRecord]] = {"op": OpRecord, "iteration": IterationRecord}
 Record = OpRecord | IterationRecord
 RecordLike = OpRecord | IterationRecord | Mapping[str, Any]

@@ -35,6 +35,7 @@ class IterationPlan:
     link_delays_s: tuple[float, ...]  # injected delay per link (len S-1); 0 healthy, inf crashed
     fault: dict[str, Any] = field(default_factory=dict)  # for the op log header
     planned_costs: StageCosts | None = None  # costs the planner used, for the op log header
+    generator: str | None = None  # the planner generator of ``schedule`` (None: a script's)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from engine.oplog import iteration_times_ms, read_records
 from figures.base import FigureReport
 from figures.cells import Cell, cell_folder, links_key, rel_dir
 from figures.measured import CellResult, measured_forward_ms, read_cells
+from figures.prediction import draw_predicted
 from figures.style import (
     METHOD_COLORS,
     METHOD_MARKERS,
@@ -114,6 +115,7 @@ def _sweep_panel(ax: Any, sweep: list[CellResult], name: str) -> None:
         ax.errorbar(xs, ys, yerr=errs, color=METHOD_COLORS.get(method, "grey"),
                     marker=METHOD_MARKERS.get(method, "o"), markersize=4, capsize=2,
                     linestyle=_LINESTYLES[link_sets.index(links) % len(_LINESTYLES)], label=text)
+        draw_predicted(ax, xs, [r.predicted_s for r in points], line=True)
         offset = (li - (len(lines) - 1) / 2) * width * 1.1
         for r, x in zip(points, xs):
             if not r.ok and rel_dir(r.cell) not in marked:  # a no-fault cell is on every line

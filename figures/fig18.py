@@ -14,7 +14,7 @@ from figures.base import FigureReport
 from figures.cells import Cell, links_key
 from figures.measured import MeasuredFigure
 from figures.style import grouped_bars, legend, pyplot
-from figures.table import bar_values, gather, save_report
+from figures.table import bar_values, gather, predicted_values, save_report
 
 DELAYS = (0.02, 0.04, 0.06)
 QUICK_DELAYS = (0.06,)
@@ -46,10 +46,11 @@ class Fig18(MeasuredFigure):
         names = [group_name(d) for d in groups]
         plt = pyplot()
         fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(8.0, 3.4))
-        grouped_bars(ax_t, names, methods, times, ref)
+        grouped_bars(ax_t, names, methods, times, ref,
+                     predicted_values(data, lambda c: group_name(c.delay_s)))
         ax_t.set_ylabel("iteration time (s)")
         ax_t.set_xlabel(f"delay on link {link_text} ({data.tf_text})")
-        legend(ax_t, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+        legend(ax_t, fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
         grouped_bars(ax_b, names, methods, bubbles)
         ax_b.set_ylabel("bubble rate (%)")
         ax_b.set_xlabel(f"delay on link {link_text}")

@@ -11,6 +11,11 @@ from it. The grid, the solving and the summary live in ``figures.fig19_solve``.
 
 The ILP starts from the better heuristic and the windows' lower bound, so HiGHS proves every
 instance of the grid optimal in well under a second (the whole default figure takes seconds).
+Panel (a) overlays the artifact's own results (its ``fig19/result.csv``: the same grid, its
+own random instances, its ILP stopped at 30 s mostly unproven), read at plot time from the
+``--reference`` tree, by default the shared folder beside this checkout; without the file the
+overlay is left out and the notes say so. ``fig19.json`` has both as ``series``.
+
 The extra line "MILP from pipemorph alone" (the MILP warm-started from ``pipemorph`` only, the
 artifact's setting, which must search and mostly stops at the time limit) costs up to the
 time limit per instance, about 9 minutes for the grid: it is computed only with
@@ -26,11 +31,27 @@ from typing import Any
 
 from figures.base import FigureReport, Progress
 from figures.cells import Cell
-from figures.fig19_solve import FULL, HEURISTICS, QUICK, Fig19Config, has_extras, solve_instance, summarize
+from figures.fig19_solve import (
+    ARTIFACT_CSV,
+    FULL,
+    HEURISTICS,
+    QUICK,
+    Fig19Config,
+    artifact_series,
+    gap_series,
+    has_extras,
+    read_artifact,
+    solve_instance,
+    summarize,
+)
 from figures.simulated import SimulatedFigure, data_path, read_data, report, write_data
 from figures.style import METHOD_COLORS, pyplot, save
 
-_COLORS = {"pipemorph": METHOD_COLORS["pipemorph"], "pipemorph+": "#8B3A00", "ilp": "#555555"}
+# The artifact tree read when ``pmctl plot`` is given no ``--reference``: the shared folder
+# beside this checkout (its data is read where it lies, never copied into the repository).
+SHARED_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "ae-reference"
+_COLORS = {"pipemorph": METHOD_COLORS["pipemorph"], "pipemorph+": METHOD_COLORS["pipemorph+"],
+           "ilp": "#555555"}
 _SIZE_COLORS = ["#0072B2", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#D55E00"]
 _HEURISTIC_STYLES = ("-", "--")  # pipemorph, pipemorph+ in panel (a)
 # Mean wall time per instance of a full run on a 2-core machine, rounded up for load: the
@@ -97,21 +118,35 @@ class Fig19(SimulatedFigure):
         data = read_data(results_root, self.name)
         summary = summarize(data["instances"])
         extras = has_extras(data["instances"])
+        tree = SHARED_REFERENCE if reference is None else Path(reference)
+        rows = read_artifact(tree)
+        artifact = artifact_series(rows) if rows else None
+        sizes = sorted({(s["S"], s["N"]) for s in [*summary, *(artifact or [])]})
+        color_of = {size: _SIZE_COLORS[i % len(_SIZE_COLORS)] for i, size in enumerate(sizes)}
         plt = pyplot()
         fig, (ax_gap, ax_time) = plt.subplots(1, 2, figsize=(8.4, 3.2))
         labels = [f"({s['S']},{s['N']})" for s in summary]
         # (a) as the artifact draws it: gap vs granularity, one line per (S, N), averaged
-        # over the repeats; pipemorph solid, pipemorph+ dashed in the same colour.
-        for i, s in enumerate(summary):
-            color = _SIZE_COLORS[i % len(_SIZE_COLORS)]
+        # over the repeats; pipemorph solid, pipemorph+ dashed in the same colour, the
+        # artifact's own results dotted with open markers.
+        for s in summary:
+            color = color_of[(s["S"], s["N"])]
             bs = [g["b"] for g in s["by_granularity"]]
             for name, style in zip(HEURISTICS, _HEURISTIC_STYLES):
                 ax_gap.plot(bs, [g[f"{name}_gap_pct_mean"] for g in s["by_granularity"]],
                             color=color, linestyle=style, marker="o" if style == "-" else "x",
                             markersize=3, label=f"({s['S']},{s['N']})" if style == "-" else None)
-        for name, style in zip(HEURISTICS, _HEURISTIC_STYLES):  # legend keys, nothing drawn
+        ours = {(s["S"], s["N"]) for s in summary}
+        for a in artifact or []:
+            size = (a["S"], a["N"])
+            ax_gap.plot([p["b"] for p in a["points"]], [p["gap_pct_mean"] for p in a["points"]],
+                        color=color_of[size], linestyle=":", marker="s", markerfacecolor="none",
+                        markersize=3, linewidth=0.9, label=None if size in ours else f"({size[0]},{size[1]})")
+        keys = [*zip(HEURISTICS, _HEURISTIC_STYLES), *([("artifact (pipemorph)", ":")] if artifact else [])]
+        for name, style in keys:  # legend keys, nothing drawn
             ax_gap.plot([], [], color="black", linestyle=style, label=name)
-        ax_gap.set_xticks(sorted({g["b"] for s in summary for g in s["by_granularity"]}))
+        ax_gap.set_xticks(sorted({g["b"] for s in summary for g in s["by_granularity"]}
+                                 | {p["b"] for a in artifact or [] for p in a["points"]}))
         ax_gap.set_xlabel("granularity b (op costs in [b, 2b) ms)")
         ax_gap.set_ylabel("gap to the ILP schedule (%)")
         top = max(ax_gap.get_ylim()[1], 0.1)
@@ -127,6 +162,14 @@ class Fig19(SimulatedFigure):
             ax_time.plot(labels, [s["search_solve_s_mean"] for s in summary], marker="^",
                          color=_COLORS["ilp"], linestyle="--",
                          label=f"{EXTRA_LINES['search']} (limit {data['time_limit_s']:g} s)")
+        if artifact:
+            theirs = {(a["S"], a["N"]): a for a in artifact}
+            mine = [theirs.get((s["S"], s["N"])) for s in summary]
+            for key, scale, marker, name in (("heuristic_runtime_ms_mean", 1e-3, "o", "pipemorph"),
+                                             ("ilp_solve_s_mean", 1.0, "s", "ilp")):
+                ax_time.plot(labels, [a[key] * scale if a else math.nan for a in mine], marker=marker,
+                             color=_COLORS[name], linestyle=":", markerfacecolor="none",
+                             label=f"artifact {'ILP (30 s limit)' if name == 'ilp' else name}")
         ax_time.set_yscale("log")
         # Without extras the panel says what it lacks (the xlabel keeps clear of the lines).
         ax_time.set_xlabel(
@@ -139,7 +182,7 @@ class Fig19(SimulatedFigure):
         ax_time.set_title("(b) runtime per instance (mean)", fontsize=9)
         fig.suptitle(self.title, fontsize=9)
         files = save(fig, Path(results_root) / self.name, self.name)
-        rows = [_row(s, extras) for s in summary]
+        table = [_row(s, extras) for s in summary]
         solvers = sorted({str(r.get("ilp_solver", "?")) for r in data["instances"]})
         notes = [
             (
@@ -166,8 +209,20 @@ class Fig19(SimulatedFigure):
                 f"left out: {_extra_names()} (the MILP warm-started from pipemorph alone, up "
                 f"to the ILP limit per instance, minutes in all); `{EXTRAS_HINT}` adds it"
             )
+        source = tree.joinpath(*ARTIFACT_CSV)
+        if artifact:
+            notes.append(
+                f"dotted: the artifact's own results ({source}): gap (our_t - ilp_t) / ilp_t of "
+                "its pipemorph heuristic, mean over its repeats, on its own random instances of "
+                "the same grid; its ILP ran 30 s and is mostly unproven, so its gaps can be small "
+                "or negative where ours are to a proven optimum"
+            )
+        else:
+            notes.append(f"artifact overlay left out: no {source}")
         columns = COLUMNS + ([EXTRA_COLUMN] if extras else [])
-        return report(self.name, files, rows, summary, notes, columns)
+        series = {"ours": gap_series(summary), "artifact": artifact,
+                  "artifact_source": str(source) if artifact else None}
+        return report(self.name, files, table, summary, notes, columns, {"series": series})
 
 
 def _extra_names() -> str:

@@ -1,15 +1,18 @@
 """Fig 19's instances and numbers, without plotting: the grid (``FULL``, ``QUICK``), one
 instance solved (``solve_instance``: the heuristics timed and replayed, the ILP with a time
-limit, with ``extras`` the MILP warm-started from pipemorph alone) and the per-(S, N)
-summary the plot draws (``summarize``). ``figures.fig19`` is the figure.
+limit, with ``extras`` the MILP warm-started from pipemorph alone), the per-(S, N)
+summary the plot draws (``summarize``, ``gap_series``) and the artifact's own results
+(``read_artifact``, ``artifact_series``). ``figures.fig19`` is the figure.
 """
 
 from __future__ import annotations
 
+import csv
 import random
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 HEURISTICS = ("pipemorph", "pipemorph+")
@@ -124,3 +127,62 @@ def _gaps_at(b: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
             gap_pct(r[f"{name}_makespan"], r["ilp_makespan"]) for r in rows
         )
     return point
+
+
+# The artifact's own fig19 results, relative to an artifact tree (``pmctl plot --reference``).
+ARTIFACT_CSV = ("fig19", "result.csv")
+_ARTIFACT_COLUMNS = ("s", "n", "base", "ilp_t", "ilp_st", "ilp_cost", "our_t", "our_st", "our_cost")
+
+
+def read_artifact(root: Path) -> list[dict[str, float]] | None:
+    """The rows of the artifact's ``<root>/fig19/result.csv`` (columns s, n, base, ilp_t,
+    ilp_st, ilp_cost, our_t, our_st, our_cost; costs in seconds), or None when it is absent;
+    ``ArtifactTreeError`` (one line) for a file that is not that table."""
+    from figures.reference import ArtifactTreeError
+
+    path = Path(root).joinpath(*ARTIFACT_CSV)
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh, skipinitialspace=True)
+        missing = set(_ARTIFACT_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise ArtifactTreeError(f"{path}: no column {', '.join(sorted(missing))} (expected "
+                                    f"{', '.join(_ARTIFACT_COLUMNS)})")
+        try:
+            return [{k: float(row[k]) for k in _ARTIFACT_COLUMNS} for row in reader]
+        except (TypeError, ValueError) as exc:
+            raise ArtifactTreeError(f"{path}: line {reader.line_num}: not a number ({exc})") from None
+
+
+def artifact_series(rows: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """Per (S, N) of the artifact's rows: its heuristic's gap (our_t - ilp_t) / ilp_t in %
+    per granularity, the mean over its repeats (what its fig19 draws), and its mean
+    runtimes (the heuristic's in ms, the ILP's in s)."""
+    out = []
+    for S, N in sorted({(int(r["s"]), int(r["n"])) for r in rows}):
+        mine = [r for r in rows if (int(r["s"]), int(r["n"])) == (S, N)]
+        points = []
+        for b in sorted({int(r["base"]) for r in mine}):
+            at = [r for r in mine if int(r["base"]) == b]
+            points.append({"b": b, "repeats": len(at), "gap_pct_mean": statistics.fmean(
+                gap_pct(r["our_t"], r["ilp_t"]) for r in at)})
+        out.append({
+            "S": S, "N": N, "points": points,
+            "heuristic_runtime_ms_mean": statistics.fmean(r["our_cost"] for r in mine) * 1e3,
+            "ilp_solve_s_mean": statistics.fmean(r["ilp_cost"] for r in mine),
+        })
+    return out
+
+
+def gap_series(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Panel (a)'s lines from ``summarize``: per (S, N), each heuristic's mean gap to the
+    ILP per granularity."""
+    return [
+        {"S": s["S"], "N": s["N"], "points": [
+            {"b": g["b"], "instances": g["instances"],
+             **{f"{name}_gap_pct_mean": g[f"{name}_gap_pct_mean"] for name in HEURISTICS}}
+            for g in s["by_granularity"]
+        ]}
+        for s in summary
+    ]

@@ -26,6 +26,9 @@ _MODULES: dict[str, str] = {
     "fig19": "fig19",
     "fig20": "fig20",
     "sim-compare": "sim_compare",
+    "nic-crash": "nic_crash",
+    "dynamic": "dynamic",
+    "breakdown": "breakdown",
 }
 
 

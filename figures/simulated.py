@@ -128,9 +128,10 @@ def cell_json(method: str, delays_ms: list[float], time_ms: float) -> dict[str, 
 
 def report(
     name: str, files: list[Path], rows: list[list[Any]], cells: list[dict[str, Any]], notes: list[str],
-    columns: list[str] | None = None,
+    columns: list[str] | None = None, extra: dict[str, Any] | None = None,
 ) -> FigureReport:
-    """The report of a simulated figure, after writing ``<fig>.json`` beside its plot."""
-    body = {"figure": name, "cells": cells, "notes": notes}
+    """The report of a simulated figure, after writing ``<fig>.json`` (with ``extra``'s keys)
+    beside its plot."""
+    body = {"figure": name, "cells": cells, "notes": notes, **(extra or {})}
     out = write_json_atomic(files[0].parent / f"{name}.json", body)
     return FigureReport(name, [*files, out], columns or COLUMNS, rows, cells, [], notes)

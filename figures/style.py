@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.methods import METHODS
+from figures.prediction import draw_predicted
 
 # One colour and marker per method, everywhere: the method registry's.
 METHOD_COLORS: dict[str, str] = {m.id: m.color for m in METHODS.values()}
@@ -88,9 +89,11 @@ def grouped_bars(
     methods: list[str],
     values: dict[tuple[str, str], tuple[float, float]],
     reference: dict[tuple[str, str], float] | None = None,
+    predicted: dict[tuple[str, str], float] | None = None,
 ) -> None:
     """Bars per (group, method) with error bars; a missing key or a nan value is drawn as
-    ``n/a``. ``reference`` values (the artifact, in our units) are short black ticks."""
+    ``n/a``. ``reference`` values (the artifact, in our units) are short black ticks,
+    ``predicted`` ones (the path model) thin diamonds."""
     import math
 
     width = 0.8 / max(len(methods), 1)
@@ -116,6 +119,8 @@ def grouped_bars(
                     label=None if "artifact" in labelled else "artifact (A10, scaled)",
                 )
                 labelled.add("artifact")
+            if predicted:
+                draw_predicted(ax, [x], [predicted.get((group, method), math.nan)])
     ax.set_xticks(range(len(groups)), groups)
 
 

@@ -237,6 +237,12 @@ def bar_values(
     return values, ref
 
 
+def predicted_values(data: Measured, group: Callable[[Cell], str]) -> dict[tuple[str, str], float]:
+    """(group, method) -> the cell's predicted time (s), for ``grouped_bars``."""
+    return {(group(c.result.cell), c.result.cell.method): c.result.predicted_s
+            for c in data.comparisons}
+
+
 def save_report(
     name: str, results_root: Path, fig: Any, comparisons: list[Comparison], notes: list[str]
 ) -> FigureReport:
@@ -260,8 +266,8 @@ def bar_chart_report(
     scaled value marked), saved with the figure's report."""
     values, ref = bar_values(data, group_of)
     fig, ax = pyplot().subplots(figsize=(width, 3.4))
-    grouped_bars(ax, groups, methods, values, ref)
+    grouped_bars(ax, groups, methods, values, ref, predicted_values(data, group_of))
     ax.set_ylabel("iteration time (s)")
     ax.set_title(f"{figure.title} ({data.tf_text})", fontsize=9)
-    legend(ax, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    legend(ax, fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     return save_report(figure.name, results_root, fig, data.comparisons, notes)

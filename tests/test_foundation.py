@@ -88,7 +88,7 @@ def test_artifact_aliases(name, expected):
 def test_unknown_method_names_choices():
     with pytest.raises(UnknownMethodError, match="pipemorph-cpu"):
         resolve_method("fast")
-    assert set(METHODS) == {"1f1b", "zb", "pipemorph-cpu", "pipemorph", "all-cpu"}
+    assert set(METHODS) == {"1f1b", "zb", "pipemorph-cpu", "pipemorph", "pipemorph+", "all-cpu"}
 
 
 def test_schedule_text_round_trip():

@@ -5,4 +5,4 @@ from __future__ import annotations
 
 def register_all() -> None:
     """Imports every command module (each registers its commands on ``pmctl.app.app``)."""
-    from pmctl.commands import cluster, experiments, plotting, simulate  # noqa: F401
+    from pmctl.commands import cluster, experiments, plotting, simulate, trace_gen  # noqa: F401

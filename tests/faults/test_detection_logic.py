@@ -99,7 +99,7 @@ def test_plan_source_publishes_trace_faults_and_beats(redis_server, clean_env, t
         assert published == src.trace.fault_at(it) or (it < 2 and published.healthy)
         assert watcher.heartbeats()[0]["iteration"] == it
     assert [p.offload for p in plans] == [False, False, True, True, False, False]
-    assert plans[3].fault["generator"] == ADAPT and plans[5].planned_costs is None
+    assert plans[3].generator == ADAPT and plans[5].planned_costs is None
     src.finish("link 2 (2_3) is down")
     assert watcher.errors()[0]["message"] == "link 2 (2_3) is down"
     assert watcher.heartbeats()[0]["phase"] == "failed"

@@ -52,7 +52,7 @@ def test_1f1b_is_static_1f1b():
     static = generate("1f1b", S, N, PROFILED)
     assert not static.split_backward
     assert all(p.schedule == static and not p.offload for p in plans)
-    assert plans[4].fault["generator"] == "1f1b"
+    assert plans[4].generator == "1f1b"
 
 
 def test_pipemorph_cpu_offloads_exactly_while_a_link_is_slow():
@@ -75,7 +75,7 @@ def test_pipemorph_replans_from_the_next_iteration_and_recovers():
     expected = generate(ADAPT, S, N, PROFILED, (0.0, 0.0, 60.0))
     assert plans[4].schedule == expected and plans[4].planned_costs == PROFILED
     assert plans[4].fault["planned_for_ms"] == [0.0, 0.0, 60.0]
-    assert plans[4].fault["generator"] == ADAPT and plans[4].fault["planned_at"] == 4
+    assert plans[4].generator == ADAPT and plans[4].fault["planned_at"] == 4
     # upstream stages hold more in-flight forwards than ZB; the last stage keeps one
     w, wz = expected.warmup(), zb.warmup()
     assert all(w[s] > wz[s] for s in range(S - 1)) and w[-1] == 1

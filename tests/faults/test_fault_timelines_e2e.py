@@ -161,8 +161,8 @@ def test_multi_event_trace_replans_from_the_iteration_after_each_change(runs):
     for it in (0, 1, 2, 9):  # healthy basis: ZB (iteration 2 acts on what was known at 1)
         assert run.schedule(it) == ZB and run.header(it)["costs"] is None, it
     for it, delays in planned_for.items():
-        f = run.header(it)["fault"]
-        assert f["generator"] == ADAPT and f["planned_for_ms"] == delays, it
+        h = run.header(it)
+        assert h["generator"] == ADAPT and h["fault"]["planned_for_ms"] == delays, it
         assert run.schedule(it) == run.planned(it) != ZB, it
     # a slow last link: the stages before it hold more forwards in flight than ZB; the move
     # to the first link is a different plan

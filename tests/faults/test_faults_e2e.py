@@ -19,7 +19,6 @@ from engine.planner.adapt import adapted_warmup
 from engine.planner.costs import StageCosts
 from engine.planner.generators import generate
 from engine.planner.ir import Schedule
-from engine.planner.simulate import simulate
 from injector.control import ControlClient
 from tests.jobs import run_job
 
@@ -125,17 +124,13 @@ def test_pipemorph_replans_from_the_next_iteration_and_beats_zb(runs):
     assert pm.schedule(FAULT_AT) == healthy and pm.header(FAULT_AT)["offload"]
     for it in FAULTY:
         h = pm.header(it)
-        assert h["fault"]["generator"] == ADAPT
+        assert h["generator"] == ADAPT == "pipemorph"  # the paper's rule
         assert h["fault"]["planned_for_ms"] == [0.0, 0.0, DELAY_S * 1000.0]
         costs = StageCosts(**{k: tuple(v) for k, v in h["costs"].items()})
         expected = generate(ADAPT, S, N, costs, (0.0, 0.0, DELAY_S * 1000.0))
         assert pm.schedule(it) == expected  # the planner's plan for the logged costs
         delays = (0.0, 0.0, DELAY_S * 1000.0)
-        rule = generate("pipemorph", S, N, costs, delays)
-        assert rule.warmup() == adapted_warmup(costs, delays, N)
-        # the improved generator may hold other warm-ups, but never plans slower than the rule
-        planned_ms = simulate(expected, costs, delays).iteration_time
-        assert planned_ms <= simulate(rule, costs, delays).iteration_time + 1e-6
+        assert expected.warmup() == adapted_warmup(costs, delays, N)  # the paper's warm-up
         w, wz = expected.warmup(), healthy.warmup()
         assert w[2] > wz[2] and w[-1] == 1  # more in flight before the slow link 2-3
     # ZB pays the delay per message (N * delay), PipeMorph about once per direction; a busy

@@ -213,3 +213,73 @@ def test_a_plain_run_keeps_the_extras_of_the_same_grid(tmp_path, monkeypatch) ->
     fig19.FIGURE.compute_config(tmp_path, other)  # another grid: computed anew
     data = json.loads((tmp_path / "fig19.data.json").read_text())
     assert data["extras"] is False and [r["b"] for r in data["instances"]] == [15]
+
+
+# -- the artifact's own results, overlaid -------------------------------------------------
+
+ARTIFACT_HEADER = "s, n, base, ilp_t, ilp_st, ilp_cost, our_t, our_st, our_cost\n"
+
+
+def _artifact_tree(root: Path, lines: list[str]) -> Path:
+    (root / "fig19").mkdir(parents=True)
+    (root / "fig19" / "result.csv").write_text(ARTIFACT_HEADER + "".join(f"{x}\n" for x in lines))
+    return root
+
+
+def test_plot_json_has_gap_series_and_the_artifact_overlay(computed: Path, tmp_path: Path):
+    tree = _artifact_tree(tmp_path / "ae", [
+        "3, 6, 10, 100.0, 100.0, 30.1, 102.0, 101.0, 0.002",  # gap 2 %
+        "3, 6, 10, 200.0, 200.0, 29.9, 206.0, 200.0, 0.004",  # gap 3 %
+        "3, 6, 25, 300.0, 300.0, 0.5, 303.0, 303.0, 0.003",   # gap 1 %
+        "8, 32, 10, 400.0, 400.0, 30.0, 400.0, 400.0, 0.050",  # a size we did not compute
+    ])
+    report = get_figure("fig19").plot(computed, tree)
+    series = json.loads((computed / "fig19" / "fig19.json").read_text())["series"]
+    # ours: per (S, N) the gap of each heuristic per granularity, as panel (a) draws it
+    assert [(s["S"], s["N"]) for s in series["ours"]] == [(3, 6), (4, 8)]
+    for line, cell in zip(series["ours"], report.cells):
+        assert [p["b"] for p in line["points"]] == [10, 25]
+        assert [p["pipemorph_gap_pct_mean"] for p in line["points"]] == [
+            g["pipemorph_gap_pct_mean"] for g in cell["by_granularity"]]
+        assert all("pipemorph+_gap_pct_mean" in p for p in line["points"])
+    # the artifact's: (our_t - ilp_t) / ilp_t in %, the mean over its repeats
+    art = {(a["S"], a["N"]): a for a in series["artifact"]}
+    assert set(art) == {(3, 6), (8, 32)}
+    assert [(p["b"], p["repeats"]) for p in art[(3, 6)]["points"]] == [(10, 2), (25, 1)]
+    assert [p["gap_pct_mean"] for p in art[(3, 6)]["points"]] == pytest.approx([2.5, 1.0])
+    assert art[(3, 6)]["heuristic_runtime_ms_mean"] == pytest.approx(3.0)
+    assert art[(3, 6)]["ilp_solve_s_mean"] == pytest.approx(20.1666, rel=1e-4)
+    assert series["artifact_source"] == str(tree / "fig19" / "result.csv")
+    assert any(n.startswith("dotted: the artifact's own results") for n in report.notes)
+
+
+def test_overlay_is_left_out_without_the_artifact_file(computed: Path, tmp_path: Path):
+    report = get_figure("fig19").plot(computed, tmp_path / "no-tree")
+    series = json.loads((computed / "fig19" / "fig19.json").read_text())["series"]
+    assert series["artifact"] is None and series["ours"]
+    assert f"artifact overlay left out: no {tmp_path / 'no-tree' / 'fig19' / 'result.csv'}" in report.notes
+
+
+def test_a_malformed_artifact_file_is_one_line(computed: Path, tmp_path: Path):
+    from figures.reference import ArtifactTreeError
+
+    bad = _artifact_tree(tmp_path / "bad", ["3, 6, 10, x, 1, 1, 1, 1, 1"])
+    with pytest.raises(ArtifactTreeError, match="result.csv: line 2: not a number"):
+        get_figure("fig19").plot(computed, bad)
+    (bad / "fig19" / "result.csv").write_text("s, n\n3, 6\n")
+    with pytest.raises(ArtifactTreeError, match="no column base"):
+        get_figure("fig19").plot(computed, bad)
+
+
+def test_default_overlay_reads_the_shared_folder_in_place():
+    """Without --reference the plot reads the shared folder beside the checkout (the data is
+    never copied into the repository)."""
+    repo = Path(__file__).resolve().parents[2]
+    assert fig19.SHARED_REFERENCE == repo.parent / "shared" / "ae-reference"
+    rows = fig19.read_artifact(fig19.SHARED_REFERENCE)
+    if rows is None:
+        pytest.skip("no shared artifact tree beside this checkout")
+    lines = fig19.artifact_series(rows)
+    assert [(a["S"], a["N"]) for a in lines] == list(FULL.sizes)
+    assert all([p["b"] for p in a["points"]] == list(FULL.granularities) for a in lines)
+    assert all(p["repeats"] == FULL.repeats for a in lines for p in a["points"])

@@ -10,6 +10,7 @@ from figures.registry import UnknownFigureError, figure_names, get_figure
 
 PAPER_ORDER = [
     "fig4", "fig5", "fig8", "fig14", "fig15", "fig16", "fig17", "fig18", "fig19", "fig20", "sim-compare",
+    "nic-crash", "dynamic", "breakdown",
 ]
 BASE = base_spec()
 
@@ -28,23 +29,25 @@ def test_unknown_figure_lists_valid_names() -> None:
 def test_fig15_full_cells() -> None:
     cells = get_figure("fig15").cells(BASE)
     faulty = [c for c in cells if not c.healthy]
-    assert len(faulty) == 4 * 6
-    assert {c.method for c in faulty} == {"1f1b", "zb", "pipemorph-cpu", "pipemorph"}
+    assert len(faulty) == 5 * 6
+    assert {c.method for c in faulty} == {"1f1b", "zb", "pipemorph-cpu", "pipemorph", "pipemorph+"}
     assert sorted({c.delay_s for c in faulty}) == [0.02, 0.04, 0.06, 0.08, 0.10, 0.12]
     assert {links_key(c.links) for c in faulty} == {"2_3"}
     assert all(c.figure == "fig15" and c.fault_at == 2 and c.iterations == 8 for c in faulty)
     assert all(c.fault_at + 1 + 5 <= c.iterations for c in faulty)  # 5 adapted iterations
     assert all(c.microbatches == 12 and c.preset == "cpu-small" and c.stages == 4 for c in cells)
-    # The 0 ms point is fig20's healthy 1F1B and ZB runs, the very cells fig20 declares.
+    # The 0 ms point is fig20's healthy 1F1B and ZB runs and the artifact's All-CPU (1
+    # delegate), the very cells fig20 declares.
     healthy = [c for c in cells if c.healthy]
-    assert {(c.figure, c.method) for c in healthy} == {("fig20", "1f1b"), ("fig20", "zb")}
+    assert {(c.figure, c.method, c.delegates) for c in healthy} == {
+        ("fig20", "1f1b", 0), ("fig20", "zb", 0), ("fig20-k1", "all-cpu", 1)}
     fig20 = get_figure("fig20").cells(BASE)
     assert all(c in fig20 for c in healthy)
 
 
 def test_quick_is_a_subset_of_the_full_cells() -> None:
     quick = get_figure("fig15").cells(BASE, quick=True)
-    assert len(quick) == 2 + 4 * 2
+    assert len(quick) == 3 + 5 * 2
     assert sorted({c.delay_s for c in quick if not c.healthy}) == [0.06, 0.12]
     assert all(c in get_figure("fig15").cells(BASE) for c in quick)
 
@@ -61,15 +64,17 @@ def test_link_sets_follow_the_stage_count() -> None:
 
 def test_fig16_fig17_fig20_cells() -> None:
     fig16 = get_figure("fig16").cells(BASE)
-    assert len(fig16) == 16
+    assert len(fig16) == 20
     assert {links_key(c.links) for c in fig16} == {"0_1", "2_3"}
     assert {c.delay_s for c in fig16} == {0.06, 0.12}
     fig17 = get_figure("fig17").cells(BASE)
-    assert len(fig17) == 8
+    assert len(fig17) == 10
     assert {links_key(c.links) for c in fig17} == {"0_1,1_2", "0_1,2_3"}
     assert {c.delay_s for c in fig17} == {0.06}
     fig20 = get_figure("fig20").cells(BASE)
-    assert [c.method for c in fig20] == ["1f1b", "zb", "all-cpu"]
+    # All-CPU twice: the artifact's 1 delegate, ours automatic (0); their own folders
+    assert [(c.method, c.delegates, c.figure) for c in fig20] == [
+        ("1f1b", 0, "fig20"), ("zb", 0, "fig20"), ("all-cpu", 1, "fig20-k1"), ("all-cpu", 0, "fig20")]
     assert all(c.healthy for c in fig20)
 
 
@@ -78,7 +83,7 @@ def test_cross_figure_cells() -> None:
     assert [c.method for c in fig14] == ["zb", "pipemorph-cpu", "pipemorph"]
     assert all(c in get_figure("fig16").cells(BASE) for c in fig14)
     fig18 = get_figure("fig18").cells(BASE)
-    assert len(fig18) == 12
+    assert len(fig18) == 15
     assert all(c in get_figure("fig15").cells(BASE) for c in fig18)
 
 
@@ -86,12 +91,12 @@ def test_axes_replace_the_sweep() -> None:
     fig15 = get_figure("fig15")
     cells = fig15.cells(BASE, axes=Axes(link_sets=(((1, 2),),), delays_s=(0.2,)))
     assert {(links_key(c.links), c.delay_s) for c in cells} == {("1_2", 0.2)}
-    assert len(cells) == 4  # no healthy cells: neither 0 nor 'none' was asked for
+    assert len(cells) == 5  # no healthy cells: neither 0 nor 'none' was asked for
     with_zero = fig15.cells(BASE, axes=Axes(methods=("zb", "all-cpu"), delays_s=(0.0, 0.06)))
     # a delay of 0 asks for every method's no-fault cell (fig20's folder)
     assert {(c.method, c.healthy) for c in with_zero} == {
         ("zb", True), ("zb", False), ("all-cpu", True), ("all-cpu", False)}
-    assert {c.figure for c in with_zero if c.healthy} == {"fig20"}
+    assert {c.figure for c in with_zero if c.healthy} == {"fig20", "fig20-k1"}  # all-cpu: 1 delegate
 
 
 def test_variants_keep_specs_apart(tmp_path) -> None:

@@ -15,7 +15,7 @@ from engine.cellspec import CellSpec
 REPO = Path(__file__).resolve().parents[2]
 # the spec's fields (its folder as figure_dir), the numbers and the status
 JSON_KEYS = {"figure_dir", *(k for k in CellSpec().to_json() if k != "figure"),
-             "iteration_time_s", "std_s", "status"}
+             "iteration_time_s", "std_s", "predicted_s", "status"}
 
 pytestmark = pytest.mark.slow  # each call starts a pmctl process
 
@@ -34,8 +34,10 @@ def test_plot_json_and_table(tmp_path: Path) -> None:
     data = json.loads(out.stdout)
     assert [d["figure"] for d in data] == ["fig15", "fig20"]  # several figures: a list
     assert all(JSON_KEYS <= set(c) <= JSON_KEYS | {"reason"} for d in data for c in d["cells"])
-    fig20 = {c["method"]: c for c in data[1]["cells"]}
-    assert fig20["all-cpu"]["status"] == "missing" and fig20["all-cpu"]["iteration_time_s"] is None
+    fig20 = {(c["method"], c["delegates"]): c for c in data[1]["cells"]}
+    # All-CPU with 1 delegate is fig15's 0 ms point (done); ours, automatic (0), was not run
+    assert fig20[("all-cpu", 1)]["status"] == "done" and fig20[("all-cpu", 1)]["figure_dir"] == "fig20-k1"
+    assert fig20[("all-cpu", 0)]["status"] == "missing" and fig20[("all-cpu", 0)]["iteration_time_s"] is None
     table = pmctl("plot", "15", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "PipeMorph-CPU" in table.stdout and "missing pipemorph 2_3 0.12: failed" in table.stdout

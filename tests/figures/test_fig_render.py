@@ -60,7 +60,7 @@ def test_plot_draws_missing_cell_timelines(tmp_path: Path) -> None:
 
 def test_unrun_figure_lists_every_cell(tmp_path: Path) -> None:
     report = plot_figure("fig17", tmp_path)
-    assert len(report.missing) == 8 and all("missing - not run" in m for m in report.missing)
+    assert len(report.missing) == 10 and all("missing - not run" in m for m in report.missing)
     assert all(c["iteration_time_s"] is None for c in report.cells)
     assert (tmp_path / "fig17" / "fig17.png").exists()
 
