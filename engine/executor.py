@@ -304,6 +304,7 @@ class Executor:
             self.cfg.rank,
             schedule=plan.schedule.to_lists(),
             fault=plan.fault,
+            generator=plan.generator,
             costs=plan.planned_costs.to_json() if plan.planned_costs else None,
             offload=plan.offload,
             link_delays_ms=[log_ms(d) for d in plan.link_delays_s],
