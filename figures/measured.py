@@ -18,9 +18,18 @@ from typing import Any
 
 from engine.methods import METHODS
 from engine.opkind import OpKind
-from engine.oplog import LAST_ITERATIONS, RecordLike, iteration_times_ms, read_typed, split_records, summarize
+from engine.oplog import (
+    LAST_ITERATIONS,
+    IterationRecord,
+    RecordLike,
+    iteration_times_ms,
+    read_typed,
+    split_records,
+    summarize,
+)
 from figures.base import Progress
 from figures.cells import Cell, Link, cell_folder, delay_key, links_key
+from figures.prediction import predicted_seconds
 from figures.store import has_results, read_status
 
 
@@ -29,12 +38,13 @@ class CellResult:
     """One cell's numbers, or why it has none (status other than ``done``)."""
 
     cell: Cell
-    status: str  # "done" | "failed" | "interrupted" | "missing" | "no-data"
+    status: str  # "done" | "failed" | "interrupted" | "missing" | "stale" | "no-data"
     iteration_time_s: float  # nan when not measured
     std_s: float
     bubble_rate: float  # mean over the same iterations; nan when not measured
     forward_ms: float  # median measured F duration; nan when none
     reason: str = ""
+    predicted_s: float = math.nan  # the path model's value from the cell's own op log
 
     @property
     def ok(self) -> bool:
@@ -53,6 +63,7 @@ class CellResult:
             **spec,
             "iteration_time_s": _num(self.iteration_time_s),
             "std_s": _num(self.std_s),
+            "predicted_s": _num(self.predicted_s),
             "status": self.status,
             **({"reason": self.reason} if self.reason else {}),
         }
@@ -92,6 +103,9 @@ def read_cell(results_root: Path, cell: Cell) -> CellResult:
     if status != "done":
         return CellResult(cell, status, nan, nan, nan, nan, reason)
     ops, heads = read_typed(path)
+    other = foreign_generators(cell, heads)
+    if other:
+        return CellResult(cell, "stale", nan, nan, nan, nan, other)
     records = [*heads, *ops]  # parsed once, typed
     times = iteration_times_ms(records)
     if not times:
@@ -106,7 +120,21 @@ def read_cell(results_root: Path, cell: Cell) -> CellResult:
         stats.std_ms / 1000.0,
         statistics.fmean(used) if used else nan,
         forward_ms(records),
+        predicted_s=predicted_seconds(records, cell.delegates),
     )
+
+
+def foreign_generators(cell: Cell, heads: list[IterationRecord]) -> str:
+    """Why a result's logged plans are not its method's ('' when they are): a ``pipemorph``
+    cell run before PipeMorph re-planned with the paper's rule logged ``pipemorph+`` plans,
+    under the same spec."""
+    method = METHODS[cell.method]
+    own = {method.healthy_schedule, method.adapt_generator}
+    odd = sorted({h.schedule_generator for h in heads} - own - {None})
+    if not odd:
+        return ""
+    return (f"planned with {', '.join(odd)}, not {cell.method}'s generator (an older pmctl's "
+            "run): rerun it with pmctl run --force")
 
 
 def read_cells(results_root: Path, cells: list[Cell]) -> list[CellResult]:
@@ -127,10 +155,21 @@ _CELL_STARTUP_S = 3.5
 _HEALTHY_ITERATION_S = 1.2
 
 
-def nofault_cell(base: Cell, method: str) -> Cell:
-    """fig20's healthy run of ``method`` with ``base``'s spec (fig15 reuses the 1f1b and zb
-    ones for its 0 ms point)."""
-    return replace(base, figure="fig20", method=method, links=(), delay_s=0.0, trace="", trace_text="")
+# The artifact ran its no-fault All-CPU with one delegate per direction (fig20/times.txt, which
+# is also its fig15 0 ms point of ZB-CPU and ZB-CPU-ReSchedule).
+ARTIFACT_DELEGATES = {"all-cpu": 1}
+
+
+def nofault_cell(base: Cell, method: str, as_artifact: bool = True) -> Cell:
+    """fig20's healthy run of ``method`` with ``base``'s spec (fig15 reuses them for its 0 ms
+    point). ``as_artifact``: All-CPU with the artifact's one delegate, in its own folder
+    ``fig20-k1`` unless ``base`` has that count already; else ``base``'s delegates (0 =
+    automatic), in ``fig20``."""
+    cell = replace(base, figure="fig20", method=method, links=(), delay_s=0.0, trace="", trace_text="")
+    pinned = ARTIFACT_DELEGATES.get(method) if as_artifact else None
+    if pinned is None or pinned == base.delegates:
+        return cell
+    return replace(cell, figure=f"fig20-k{pinned}", delegates=pinned)
 
 
 def estimate_seconds(cells: list[Cell]) -> float:
@@ -177,7 +216,7 @@ class MeasuredFigure:
     name: str
     title: str
     kind = "measured"
-    methods: tuple[str, ...] = ("1f1b", "zb", "pipemorph-cpu", "pipemorph")
+    methods: tuple[str, ...] = ("1f1b", "zb", "pipemorph-cpu", "pipemorph", "pipemorph+")
     healthy_methods: tuple[str, ...] = ()  # their no-fault cells (fig20's) are drawn too
     cells_figure: str = ""  # whose folder the faulty cells live in ('' = this figure's)
 

@@ -20,6 +20,7 @@ from engine.planner.links import parse_link_delays
 from engine.planner.scenario import SCHEDULES, Outcome, Scenario, run_scenario
 from engine.planner.schedule_file import read_schedule_file
 from pmctl.app import app
+from pmctl.commands.simulate_paths import check_paths, engine_outcome, show_cell, show_engine
 from pmctl.console import make_console, make_table
 from pmctl.errors import UserError
 
@@ -77,6 +78,22 @@ def simulate(
     plot: Annotated[
         Optional[Path], typer.Option(help="Also draw the timeline to this image (.png or .pdf).")
     ] = None,
+    paths: Annotated[
+        str,
+        typer.Option(help="ideal: the paper's model (a message arrives the delay after its op); "
+                     "engine: the engine's paths (inline sends block the sender for the delay, "
+                     "delegates carry K messages at once)."),
+    ] = "ideal",
+    delegates: Annotated[
+        int, typer.Option(help="--paths engine: delegate workers per direction; 0 = inline.")
+    ] = 0,
+    wire_ms: Annotated[float, typer.Option(help="--paths engine: latency per message (ms).")] = 0.0,
+    step_ms: Annotated[float, typer.Option(help="--paths engine: optimizer step per stage (ms).")] = 0.0,
+    cell: Annotated[
+        Optional[Path],
+        typer.Option(help="--paths engine: predict this measured cell folder from its own op "
+                     "log (costs, delays, path, schedule) instead of the flags."),
+    ] = None,
     export_csv: Annotated[
         Optional[Path],
         typer.Option(
@@ -92,6 +109,10 @@ def simulate(
     never slower than pipemorph, greedy or the healthy ZB plan under the plan delays); gpipe
     runs all forwards, then all B, then all W on each stage.
     """
+    check_paths(paths, cell)
+    if cell is not None:
+        show_cell(cell, delegates, as_json)
+        return
     given = None
     if schedule_file is not None:
         given = _given_schedule(schedule_file, schedule, plan_delay, stages, microbatches)
@@ -121,6 +142,9 @@ def simulate(
         given=given,
     )
     outcome = run_scenario(scenario)
+    if paths == "engine":
+        show_engine(engine_outcome(outcome, scenario, delegates, wire_ms, step_ms), as_json)
+        return
     if export_csv is not None:
         _export_csv(outcome, export_csv)
     if plot is not None:
