@@ -32,9 +32,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_cmd(cmd: list[str], cwd: Path, env: dict[str, str], stdout: Path) -> int:
+def run_cmd(cmd: list[str], cwd: Path, env: dict[str, str], stdout: Path,
+            stop: list[str] | None = None) -> int:
     """Runs ``cmd`` in its own session, its output in ``stdout`` and ``<stdout>.stderr``; when
-    the section's alarm interrupts the wait, stops it (TERM, then KILL of its group)."""
+    the section's alarm interrupts the wait, stops it (TERM, then KILL of its group), then runs
+    ``stop`` (same cwd and env, output appended): what ``cmd`` started in sessions of its own
+    (pmctl's stages and Redis) is out of reach of the group kill."""
     with open(stdout, "w") as out, open(stdout.with_suffix(".stderr"), "w") as err:
         p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True)
         try:
@@ -47,6 +50,9 @@ def run_cmd(cmd: list[str], cwd: Path, env: dict[str, str], stdout: Path) -> int
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait()
+                if stop:
+                    subprocess.run(stop, cwd=cwd, env=env, stdout=out, stderr=err,
+                                   timeout=STOP_GRACE_S, check=False)
 
 
 @contextmanager

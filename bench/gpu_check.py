@@ -18,7 +18,8 @@ out of time is recorded and the next one runs), rewritten after every section:
   healthy iteration time of all-cpu (every message through the delegates) over ZB inline;
 - ``memory``: per cell and stage, ``engine.memory_estimate`` vs the stage's measured
   ``torch.cuda.max_memory_allocated`` (every pmctl stage runs through this script's
-  ``--as-stage`` wrapper, which records it);
+  ``--as-stage`` wrapper, which records it); ok only when every stage is measured and within
+  its estimate (the worst ratio and its stage are recorded);
 - ``nccl_semantics``: the stages share one GPU, so they talk over gloo: the NCCL rules
   (``--p2p-semantics nccl``) cannot apply here, and the report says so.
 
@@ -166,7 +167,9 @@ def _pmctl(ctx: Context, figure: str, extra: tuple[str, ...]) -> dict[str, Any]:
            "--engine-entry", f"{Path(__file__).resolve()} --as-stage"]
     env = {**_python_env(), "PMCTL_STATE_DIR": str(ctx.work / ".pmctl")}
     try:
-        rc = run_cmd(cmd, ctx.work, env, stdout)
+        # on a timeout, pmctl stop (same state dir and inventory) ends its stages and Redis
+        rc = run_cmd(cmd, ctx.work, env, stdout,
+                     stop=[sys.executable, "-m", "pmctl", "stop", "--inventory", str(inv)])
     finally:
         events = [json.loads(ln) for ln in stdout.read_text().splitlines() if ln.startswith("{")]
         for e in (e for e in events if e.get("type") == "cell"):
@@ -218,9 +221,27 @@ def memory(ctx: Context) -> dict[str, Any]:
                          "estimate_total": est.total, "estimate_allocated": est.allocated,
                          "measured_max_allocated": peak, "measured_max_reserved": got.get("max_reserved"),
                          "measured_over_estimate": peak / est.allocated if peak else None})
-    ratios = [r["measured_over_estimate"] for r in rows if r["measured_over_estimate"]]
-    return {"ok": bool(rows) and (ctx.mode.device == "cpu" or len(ratios) == len(rows)),
-            "worst_measured_over_estimate": max(ratios, default=None), "stages": rows}
+    return {**memory_verdict(rows, ctx.mode.device), "stages": rows}
+
+
+def memory_verdict(rows: list[dict[str, Any]], device: str) -> dict[str, Any]:
+    """``ok`` and the worst measured/estimate ratio (with its cell and stage). On CUDA every
+    stage must be measured and within its estimate (ratio <= 1: the estimate is an upper bound,
+    which the refusal relies on); on CPU nothing is measured, so rows suffice."""
+    measured = [r for r in rows if r["measured_over_estimate"] is not None]
+    worst = max(measured, key=lambda r: r["measured_over_estimate"], default=None)
+    out: dict[str, Any] = {
+        "ok": bool(rows), "error": None if rows else "no stage to compare",
+        "worst_measured_over_estimate": worst["measured_over_estimate"] if worst else None,
+        "worst_stage": f"{worst['cell']} stage {worst['stage']}" if worst else None}
+    if device == "cpu" or not rows:
+        return out
+    if len(measured) < len(rows):
+        out.update(ok=False, error=f"{len(rows) - len(measured)} stage(s) not measured")
+    elif out["worst_measured_over_estimate"] > 1.0:
+        out.update(ok=False, error=f"measured over estimate {out['worst_measured_over_estimate']:.3f}"
+                   f" > 1 at {out['worst_stage']}: the estimate is not an upper bound")
+    return out
 
 
 # (name, function, seconds at most); all of them together also stay within --budget-s

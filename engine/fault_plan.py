@@ -1,4 +1,4 @@
-"""The fault-aware PlanSource: the five methods' behaviour under slow and crashed links.
+"""The fault-aware PlanSource: the six methods' behaviour under slow and crashed links.
 
 Two layers:
 - ``engine.adapter.Adapter``: the pure decision (no torch, no Redis): which schedule,

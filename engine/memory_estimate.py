@@ -13,9 +13,11 @@ Per stage, with P its parameters and e the bytes of the training dtype:
 - activations: per micro-batch and block 16·b·t·h elements held from its F until its W (what
   autograd saves for the F; after the B the weight-gradient stash, inputs + output gradients
   of the four linears, is as large), embedding indices, and the head's saved norms and fp32
-  log-softmax; times the micro-batches in flight at the schedule's peak (F run, W not: the
-  planner's ``peak_activations``; 1F1B S-s, ZB N on every stage since its W's run last) plus
-  one for the backward in progress, which holds its inputs and its stash at once;
+  log-softmax; times the micro-batches in flight at the peak of the engine's own healthy plan
+  (``engine.healthy_plan``, the one rule; F run, W not: the planner's ``peak_activations``):
+  1F1B S-s, the ZB family under its 2 x S activation cap up to N (13..15 at S=4, N=32) since
+  its W's run late; plus one for the backward in progress, which holds its inputs and its
+  stash at once;
 - the inline receives posted at the iteration start (N messages from each neighbour);
 - a fixed margin per process for the CUDA context, cuBLAS workspaces and NCCL buffers, and a
   share for the caching allocator's fragmentation.
@@ -30,9 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.cellspec import CellSpec
+from engine.healthy_plan import healthy_schedule
 from engine.methods import resolve_method
-from engine.planner.costs import StageCosts
-from engine.planner.generators import generate
 from engine.planner.simulate import peak_activations
 from engine.presets import Preset, get_preset, resolve_split
 
@@ -115,14 +116,13 @@ def activation_bytes(p: Preset, layers: Sequence[int], dtype: str) -> int:
 
 
 def inflight_depth(method: str, stages: int, microbatches: int, faulted: bool) -> list[int]:
-    """Per stage, the most micro-batches whose F has run and whose W has not, in the method's
-    schedule. A method that re-plans under a fault may warm up to all N (the rule's cap)."""
+    """Per stage, the most micro-batches whose F has run and whose W has not, in the plan the
+    engine runs healthy (with its activation cap). A method that re-plans under a fault may
+    warm up to all N (the rule's cap; the re-plan is uncapped)."""
     m = resolve_method(method)
     if m.adapts and faulted:
         return [microbatches] * stages
-    healthy = generate(m.healthy_schedule, stages, microbatches,
-                       StageCosts.uniform(stages, 1.0, 1.0, 1.0))
-    return peak_activations(healthy)
+    return peak_activations(healthy_schedule(m, stages, microbatches))
 
 
 def estimate_stages(p: Preset, split: Sequence[int], dtype: str, method: str,

@@ -2,7 +2,7 @@
 injected delays. Pure data + a Protocol, no torch.
 
 The engine core ships the healthy implementation; the fault-aware one (trace / control plane,
-the five methods' behaviour, PipeMorph's re-planning, detection) implements the same Protocol.
+the six methods' behaviour, PipeMorph's re-planning, detection) implements the same Protocol.
 Every rank calls ``plan`` at the same iteration start and must get the same answer:
 implementations agree through a collective on the main process group.
 """

@@ -3,8 +3,9 @@ fig15, how an iteration's time splits into compute, bubbles and head-of-line blo
 
 The cells are fig15's, the same specs in the same folders (``pmctl run fig15`` fills both).
 The split is measured from the op logs (``figures.op_breakdown``: on the critical stage,
-compute = F/B/W/BW time, head-of-line = inline sends stalled by an injected delay, bubble =
-the rest), one stacked bar per method and delay. ``breakdown.json`` also has the paper's
+compute = F/B/W/BW time, head-of-line = inline sends stalled by an injected delay (on CUDA the
+injected delay itself: a sleep kernel on the compute stream that the send does not wait for),
+bubble = the rest), one stacked bar per method and delay. ``breakdown.json`` also has the paper's
 subtraction view: per method and delay, its no-fault time, then bubble = PipeMorph-CPU's time
 minus that, then head-of-line = the method's time minus PipeMorph-CPU's.
 """
@@ -28,7 +29,8 @@ from figures.style import METHOD_COLORS, label, mark_missing, pyplot, save
 COLUMNS = ["method", "delay ms", "time s", "critical stage", "compute s", "bubble s", "head-of-line s", "status"]
 PARTS = (("compute_ms", "compute", ""), ("bubble_ms", "bubble", "..."), ("hol_ms", "head-of-line blocking", "xxx"))
 CAPTION = ("op logs, critical stage (most compute + head-of-line): compute = F/B/W/BW, head-of-line "
-           "= inline sends stalled by the injected delay, bubble = the rest of the iteration")
+           "= inline sends stalled by the injected delay (CUDA: the delay's sleep kernel), bubble = "
+           "the rest of the iteration")
 
 
 class BreakdownFigure(MeasuredFigure):
@@ -90,7 +92,7 @@ def _split(root: Path, r: CellResult) -> Breakdown | None:
     if not r.ok:
         return None
     ops, heads = read_typed(cell_folder(root, r.cell))
-    return breakdown([*heads, *ops])
+    return breakdown([*heads, *ops], device=r.cell.device)
 
 
 def _zero_point(results: list[CellResult], method: str) -> CellResult | None:

@@ -8,6 +8,8 @@ summary the plot draws (``summarize``, ``gap_series``) and the artifact's own re
 from __future__ import annotations
 
 import csv
+import io
+import math
 import random
 import statistics
 import time
@@ -137,26 +139,49 @@ _ARTIFACT_COLUMNS = ("s", "n", "base", "ilp_t", "ilp_st", "ilp_cost", "our_t", "
 def read_artifact(root: Path) -> list[dict[str, float]] | None:
     """The rows of the artifact's ``<root>/fig19/result.csv`` (columns s, n, base, ilp_t,
     ilp_st, ilp_cost, our_t, our_st, our_cost; costs in seconds), or None when it is absent;
-    ``ArtifactTreeError`` (one line) for a file that is not that table."""
+    ``ArtifactTreeError`` (one line) for a file that is not that table: not UTF-8 text, a
+    missing column, a value that is not a finite number, s, n or base not a whole number >= 1,
+    or an ILP makespan ``ilp_t`` <= 0 (the gap divides by it)."""
     from figures.reference import ArtifactTreeError
 
     path = Path(root).joinpath(*ARTIFACT_CSV)
     if not path.is_file():
         return None
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh, skipinitialspace=True)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArtifactTreeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                                "expected the artifact's CSV") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)
+    try:
         missing = set(_ARTIFACT_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise ArtifactTreeError(f"{path}: no column {', '.join(sorted(missing))} (expected "
-                                    f"{', '.join(_ARTIFACT_COLUMNS)})")
-        try:
-            return [{k: float(row[k]) for k in _ARTIFACT_COLUMNS} for row in reader]
-        except (TypeError, ValueError) as exc:
-            raise ArtifactTreeError(f"{path}: line {reader.line_num}: not a number ({exc})") from None
+        rows = [] if missing else [_artifact_row(row) for row in reader]
+    except (csv.Error, ValueError) as exc:
+        raise ArtifactTreeError(f"{path}: line {reader.line_num}: {exc}") from None
+    if missing:
+        raise ArtifactTreeError(f"{path}: no column {', '.join(sorted(missing))} (expected "
+                                f"{', '.join(_ARTIFACT_COLUMNS)})")
+    return rows
+
+
+def _artifact_row(row: dict[str, str]) -> dict[str, float]:
+    """One row of the artifact's table as numbers; ValueError (what is wrong) otherwise."""
+    try:
+        out = {k: float(row[k]) for k in _ARTIFACT_COLUMNS}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a number ({exc})") from None
+    bad = [k for k, v in out.items() if not math.isfinite(v)]
+    bad += [k for k in ("s", "n", "base") if k not in bad and (out[k] < 1 or out[k] % 1)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} = {', '.join(row[k] for k in bad)}: expected finite "
+                         "numbers, s, n and base whole numbers >= 1")
+    if out["ilp_t"] <= 0:
+        raise ValueError(f"ilp_t = {row['ilp_t']}: the ILP's makespan must be > 0")
+    return out
 
 
 def artifact_series(rows: list[dict[str, float]]) -> list[dict[str, Any]]:
-    """Per (S, N) of the artifact's rows: its heuristic's gap (our_t - ilp_t) / ilp_t in %
+    """Per (S, N) of the artifact's rows (as ``read_artifact`` checked them): its heuristic's gap (our_t - ilp_t) / ilp_t in %
     per granularity, the mean over its repeats (what its fig19 draws), and its mean
     runtimes (the heuristic's in ms, the ILP's in s)."""
     out = []

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.jsonio import write_json_atomic
+from engine.oplog import LAST_ITERATIONS
 from engine.presets import PRESETS
 from figures.base import FigureReport
 from figures.cells import Cell, cell_folder, cell_label
@@ -30,6 +31,9 @@ from injector.trace import trace_hash
 METHODS = ("zb", "1f1b", "pipemorph-cpu", "pipemorph")
 QUICK_METHODS = ("zb", "pipemorph")
 MIN_ITERATIONS = 10  # enough iterations after the crash for its line to show
+# Iteration 0 starts up (allocations, warm caches) and 1 is the one profiling takes
+# (engine.cellspec's run shape): the "before" mean starts after them.
+FIRST_STEADY = 2
 COLUMNS = ["method", "status", "iterations", "before s", "after s", "before tok/s", "after tok/s", "note"]
 _DRAWN = ("done", "stopped")
 
@@ -43,6 +47,13 @@ def crash_iteration(base: Cell) -> int:
 def crash_trace(base: Cell) -> str:
     """The cell's trace text: the NIC crash from ``crash_iteration`` on."""
     return f"{crash_iteration(base)};;inf\n"
+
+
+def before_window(crash: int) -> tuple[int, int]:
+    """The iterations [lo, hi) of the "before" mean: the last ``LAST_ITERATIONS`` before the
+    crash (as fig15 averages its last 5), none before ``FIRST_STEADY`` (empty when the crash
+    comes earlier: the mean is then n/a)."""
+    return max(FIRST_STEADY, crash - LAST_ITERATIONS), crash
 
 
 def tokens_per_iteration(cell: Cell) -> int:
@@ -100,8 +111,11 @@ class NicCrash(MeasuredFigure):
         legend(ax_t, fontsize=7)
         out_dir = Path(results_root) / self.name
         files = save(fig, out_dir, self.name)
-        notes = [caption, "wall clock = the sum of the iteration times; the crash iteration of a "
-                 "method that survives is in its 'after' mean"]
+        lo, hi = before_window(crash)
+        span = f"over iterations {lo}..{hi - 1}" if hi > lo else "n/a (no iteration before the crash)"
+        notes = [caption, f"wall clock = the sum of the iteration times; the 'before' mean is {span}, "
+                 "after start-up and the profiled iteration; the crash iteration of a method that "
+                 "survives is in its 'after' mean"]
         data = {"figure": self.name, "crash_iteration": crash, "caption": caption, "cells": out_cells}
         numbers = write_json_atomic(out_dir / f"{self.name}.json", data)
         return FigureReport(self.name, [*files, numbers], COLUMNS, rows, out_cells, missing, notes)
@@ -109,7 +123,7 @@ class NicCrash(MeasuredFigure):
 
 def _numbers(cell: Cell, s: RunSeries, crash: int) -> dict[str, Any]:
     tokens = tokens_per_iteration(cell)
-    before, after = s.mean_s(0, crash), s.mean_s(crash)
+    before, after = s.mean_s(*before_window(crash)), s.mean_s(crash)
     return {
         **s.to_json(),
         "throughput_tokens_s": [round(tokens / t, 3) for t in s.times_s],

@@ -4,8 +4,11 @@ Per stage and iteration, on the iteration's shared clock (its span is the iterat
 max over stages of the last op end, as ``engine.oplog`` measures it):
 - compute = the stage's F/B/W/BW op time;
 - head-of-line blocking = the time its compute thread spent in inline sends that carried an
-  injected delay (send start to end: the stall before the send is posted). Delegate sends
-  never block the compute thread, so they count nothing;
+  injected delay (send start to end: the stall before the send is posted). On CUDA the delay
+  is a sleep kernel on the compute stream: the send returns at once and the stall is the gap
+  before the next compute op's CUDA event, so there it counts as the injected ``delay_ms``
+  (taken out of the bubble; compute, timed by events, never holds it). Delegate sends never
+  block the compute thread, so they count nothing;
 - bubble = the rest of T (waiting for a receive, idling, the optimizer step).
 The critical stage is the one with the most blocked-or-busy time (compute + head-of-line): the
 stage the others wait on. Means over the iterations a cell's value uses (the last 5). Pure.
@@ -18,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.cellspec import Device
 from engine.oplog import LAST_ITERATIONS, RecordLike, iteration_times_ms, split_records, summarize
 
 
@@ -57,8 +61,10 @@ class Breakdown:
                 "stages": [s.to_json() for s in self.stages]}
 
 
-def breakdown(records: Iterable[RecordLike], last: int = LAST_ITERATIONS) -> Breakdown | None:
-    """The split of a cell's last ``last`` complete iterations; None without any."""
+def breakdown(records: Iterable[RecordLike], last: int = LAST_ITERATIONS,
+              device: Device = "cpu") -> Breakdown | None:
+    """The split of a cell's last ``last`` complete iterations (run on ``device``, the cell
+    spec's: it decides how an inline send's stall shows); None without any."""
     ops, heads = split_records(records)
     times = iteration_times_ms([*heads, *ops])
     used = summarize(times, last).iterations_used
@@ -72,7 +78,9 @@ def breakdown(records: Iterable[RecordLike], last: int = LAST_ITERATIONS) -> Bre
         if r.op.is_compute:
             compute[key] = compute.get(key, 0.0) + r.duration_ms
         elif r.op.is_send and r.path == "inline" and r.delay_ms > 0:
-            hol[key] = hol.get(key, 0.0) + r.duration_ms
+            # CUDA: the sleep kernel stalls the stream, not the host (see the module docstring)
+            stall = r.delay_ms if device == "cuda" else r.duration_ms
+            hol[key] = hol.get(key, 0.0) + stall
     splits = []
     for s in stages:
         c = statistics.fmean(compute.get((it, s), 0.0) for it in used)

@@ -5,15 +5,17 @@ exactly where an NCCL run would.
 NCCL's rules, as emulated here (``--p2p-semantics nccl``):
 - tags are ignored: between a pair of ranks on a communicator, the n-th send matches the
   n-th receive, whatever they carry;
-- one stream per (communicator, peer): an operation starts only when the previous one on that
-  stream has finished;
+- one stream per (communicator, peer), as ProcessGroupNCCL keeps one per peer: an operation
+  starts only when the previous one on that stream has finished (on the 2-rank groups of the
+  inline path, one per communicator);
 - a send finishes only once its receive is posted (rendezvous).
 
 Each stream is a thread that runs its operations one at a time, all with tag 0 (gloo then
-matches in issue order, and its send waits for the posted receive). A wait that sees no
-operation of this rank finish for ``watchdog_s`` while some are pending raises
+matches in issue order, and its send waits for the posted receive). A wait blocked for
+``watchdog_s`` with no operation of this rank finishing meanwhile raises
 ``P2PDeadlockError`` naming the rank, the peers and the pending operations: a plan that
-deadlocks on NCCL fails in seconds instead of hanging until the collective timeout.
+deadlocks on NCCL fails in seconds instead of hanging until the collective timeout. Only time
+blocked in a wait counts: a rank computing for longer while a receive is pending is not stalled.
 """
 
 from __future__ import annotations
@@ -87,8 +89,9 @@ class _Op:
 
     def wait(self) -> None:
         """Waits for the operation, watching this rank's progress meanwhile."""
+        entered = self.stream.comm.clock()
         while not self.done.wait(_POLL_S):
-            self.stream.comm.check_progress()
+            self.stream.comm.check_progress(entered)
         if self.error is not None:
             raise RuntimeError(f"{self.what} on {self.stream.channel.name} failed: "
                                f"{self.error}") from self.error
@@ -126,7 +129,7 @@ class NcclRulesComm:
         self._streams: dict[tuple[int, int], _Stream] = {}
         self._pending: list[_Op] = []  # in issue order
         self._lock = threading.Lock()
-        self._progress = clock()  # last time an operation finished or the rank became busy
+        self._progress = clock()  # last time an operation finished
 
     def isend(self, buf: torch.Tensor, peer: int, channel: Channel, tag: int, what: str) -> Handle:
         return self._post(True, buf, peer, channel, what)
@@ -142,8 +145,6 @@ class NcclRulesComm:
                 stream = self._streams[key] = _Stream(self, channel, peer)
                 stream.start()
             op = _Op(send, buf, peer, what, stream)
-            if not self._pending:  # idle until now: the watchdog counts from here
-                self._progress = self.clock()
             self._pending.append(op)
         stream.ops.put(op)
         return op
@@ -155,11 +156,12 @@ class NcclRulesComm:
             self._progress = self.clock()
         op.done.set()
 
-    def check_progress(self) -> None:
+    def check_progress(self, waiting_since: float) -> None:
         """Raises ``P2PDeadlockError`` if operations are pending and none finished for
-        ``watchdog_s``."""
+        ``watchdog_s`` of a wait that began at ``waiting_since`` (time before it, the rank
+        was busy elsewhere, not stalled)."""
         with self._lock:
-            stalled = self.clock() - self._progress
+            stalled = self.clock() - max(self._progress, waiting_since)
             if not self._pending or stalled < self.watchdog_s:
                 return
             report = deadlock_report(self.rank, stalled, self._pending)

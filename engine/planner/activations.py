@@ -6,8 +6,10 @@ an F adds one micro-batch; a full backward (BW) frees it; with split backward, B
 generator never issues an F that would take a stage above K (it needs at most K - 1 in flight
 before it). Counts are kept in half units so the arithmetic is exact on integers.
 
-``simulate.peak_activations`` is the other, stricter measure: micro-batches whose F has run and
-whose W has not (B frees nothing there); the ILP's cap and ``ilp_cap`` use that one.
+Every cap uses this accounting: the generators, ``check_schedule_fits``, the ILP's constraint and
+``ilp_cap`` (``inflight_peaks``). ``simulate.peak_activations`` is the other, stricter measure,
+reported beside it and used by the memory estimate: micro-batches whose F has run and whose W has
+not (B frees nothing there).
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ the first B, then B > F > W) but searches the warm-up vector:
 
 Each step is one policy simulation (O(ops log ops)); ``max_evals`` bounds the search. With an
 activation cap K every candidate is planned under it and warm-ups stay at most K.
+
+The guarantee is against the candidates as planned here, under ``activation_cap`` and the given
+costs. The engine re-plans uncapped (as it runs the rule), so at runtime pipemorph+ is never
+slower than the rule under the planned delays; its ``zb`` candidate is then the uncapped ZB,
+not the engine's healthy plan (uniform costs, capped at 2 x S in flight), which is not compared.
 """
 
 from __future__ import annotations

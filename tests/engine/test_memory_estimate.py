@@ -14,6 +14,7 @@ import torch
 
 from engine.config import parse_config
 from engine.errors import EngineConfigError
+from engine.healthy_plan import HealthyPlanSource
 from engine.memory_estimate import (
     activation_bytes,
     estimate_stages,
@@ -24,8 +25,10 @@ from engine.memory_estimate import (
     parse_bytes,
 )
 from engine.memory_guard import PRETEND_ENV, check_stage_memory
+from engine.methods import METHODS
 from engine.model import StageModule, build_layer
 from engine.optim import AdamW
+from engine.planner.simulate import peak_activations
 from engine.presets import get_preset, resolve_split
 from engine.stage import lm_loss
 from engine.wgrad import WeightGradStore
@@ -103,11 +106,19 @@ def test_optimizer_state_matches_adamw(dtype, per_param):
 
 def test_inflight_depth_per_schedule():
     assert inflight_depth("1f1b", 4, 12, False) == [4, 3, 2, 1]  # S - s
-    assert inflight_depth("zb", 4, 12, False) == [12] * 4  # every W runs last
+    # the ZB family's healthy plan holds at most 2 x S in flight, so its F..W peak stays under N
+    assert inflight_depth("zb", 4, 32, False) == [13, 14, 14, 15]
     assert inflight_depth("pipemorph", 4, 12, True) == [12] * 4  # the adapted warm-up's cap
     assert inflight_depth("pipemorph", 4, 12, False) == inflight_depth("zb", 4, 12, False)
     est = estimate_stages(get_preset("gpu-mid"), (2, 3, 3, 2), "float16", "1f1b", 12, False)
     assert [m.depth for m in est] == [5, 4, 3, 2]  # + the backward in progress
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_inflight_depth_is_the_peak_of_the_plan_the_engine_runs(method):
+    for stages, n in ((2, 8), (4, 32)):
+        plan = HealthyPlanSource(METHODS[method], stages, n).plan(0, None)
+        assert inflight_depth(method, stages, n, False) == peak_activations(plan.schedule)
 
 
 def test_gpu_groups_follow_the_engines_device_choice():

@@ -108,6 +108,38 @@ def test_a_head_operation_holds_its_stream_under_nccl_rules(order: str) -> None:
         assert f"pending: {head} on group {order} (then " in line and kind in line, line
 
 
+def _unposted_op(comm, what: str):
+    """An operation pending on ``comm`` whose stream never runs (the test finishes it)."""
+    import torch
+
+    from engine.p2p.nccl_rules import Channel, _Op, _Stream
+
+    op = _Op(False, torch.zeros(1), 1, what, _Stream(comm, Channel(None, "link 0_1 F"), 1))
+    comm._pending.append(op)
+    return op
+
+
+def test_watchdog_counts_only_time_blocked_in_a_wait() -> None:
+    import threading
+
+    from engine.p2p.nccl_rules import NcclRulesComm, P2PDeadlockError
+
+    now = [0.0]
+    comm = NcclRulesComm(0, WATCHDOG_S, clock=lambda: now[0])
+    op = _unposted_op(comm, "recv from 1")
+    now[0] = 100.0  # the rank computed far longer than the watchdog with the receive pending
+    finisher = threading.Timer(0.2, comm.finished, [op])
+    finisher.start()
+    op.wait()  # the clock stands still while it waits: not stalled, and its data arrives
+    finisher.join()
+    # a wait that stays blocked past the watchdog is still a deadlock
+    ticks = iter(range(200, 300))
+    comm.clock = lambda: float(next(ticks))
+    with pytest.raises(P2PDeadlockError, match=r"rank 0 waits on rank\(s\) 1, no p2p progress for 2.0 s; "
+                       r"pending: recv again from 1 on link 0_1 F"):
+        _unposted_op(comm, "recv again from 1").wait()
+
+
 def _config(monkeypatch, *args: str):
     monkeypatch.setenv("WORLD_SIZE", "4")
     return parse_config(["--preset", "tiny", *args])
@@ -128,6 +160,9 @@ def test_p2p_semantics_flag_environment_and_default(monkeypatch) -> None:
         _config(monkeypatch, "--p2p-semantics", "gloo")
     with pytest.raises(EngineConfigError, match="--p2p-watchdog 0"):
         _config(monkeypatch, "--p2p-semantics", "nccl", "--p2p-watchdog", "0")
+    # the watchdog's default is half of --timeout: an infinite one is refused by its own name
+    with pytest.raises(EngineConfigError, match="--timeout inf: must be a finite number of seconds > 0"):
+        _config(monkeypatch, "--p2p-semantics", "nccl", "--timeout", "inf")
 
 
 def test_pmctl_forwards_p2p_semantics_to_every_stage(monkeypatch) -> None:

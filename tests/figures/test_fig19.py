@@ -271,6 +271,29 @@ def test_a_malformed_artifact_file_is_one_line(computed: Path, tmp_path: Path):
         get_figure("fig19").plot(computed, bad)
 
 
+@pytest.mark.parametrize("line, match", [
+    ("3, 6, 10, 0, 0, 1, 1, 1, 1", r"line 2: ilp_t = 0: the ILP's makespan must be > 0"),
+    ("nan, 6, 10, 1, 1, 1, 1, 1, 1", r"line 2: s = nan: expected finite numbers"),
+    ("3, 6, 1.5, 1, 1, 1, 1, 1, 1", r"line 2: base = 1.5: expected"),
+    ("3, 6, 10, 1, 1, inf, 1, 1, 1", r"line 2: ilp_cost = inf: expected"),
+])
+def test_an_artifact_row_that_cannot_be_drawn_is_one_line(tmp_path: Path, line: str, match: str):
+    from figures.reference import ArtifactTreeError
+
+    tree = _artifact_tree(tmp_path / "bad", [line])
+    with pytest.raises(ArtifactTreeError, match=match):
+        fig19.read_artifact(tree)
+
+
+def test_an_artifact_file_that_is_not_utf8_is_one_line(tmp_path: Path):
+    from figures.reference import ArtifactTreeError
+
+    tree = _artifact_tree(tmp_path / "bin", ["3, 6, 10, 1, 1, 1, 1, 1, 1"])
+    (tree / "fig19" / "result.csv").write_bytes(b"s, n\n\xff\xfe3, 6\n")
+    with pytest.raises(ArtifactTreeError, match=r"result.csv: not UTF-8 text"):
+        fig19.read_artifact(tree)
+
+
 def test_default_overlay_reads_the_shared_folder_in_place():
     """Without --reference the plot reads the shared folder beside the checkout (the data is
     never copied into the repository)."""

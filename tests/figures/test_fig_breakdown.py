@@ -53,6 +53,25 @@ def test_split_known_answer(tmp_path: Path) -> None:
     assert b.to_json()["critical_stage"] == 2 and len(b.to_json()["stages"]) == 3
 
 
+def test_cuda_counts_the_delay_of_an_inline_send_that_returned_at_once(tmp_path: Path) -> None:
+    """On CUDA the delay is a sleep kernel: the send's host time is ~0 and the stall is the gap
+    before the next compute op's event; the split counts the delay there, out of the bubble."""
+    w = OpLogWriter(tmp_path / "stage0.jsonl", 0)
+    for it in range(ITERS):
+        w.iteration(it, schedule=[], fault={}, costs={})
+        w.op(it, "F", 0, 0.0, 100.0, "inline")
+        w.op(it, "SEND_F", 0, 100.0, 100.05, "inline", peer=1, delay_ms=60.0)
+        w.op(it, "W", 0, 160.0, 260.0, "inline")
+        w.op(it, "RECV_B", 0, 0.0, 400.0, "inline", peer=1)
+    w.close()
+    cpu = breakdown(read_records(tmp_path))
+    cuda = breakdown(read_records(tmp_path), device="cuda")
+    assert cpu is not None and cuda is not None
+    assert (cpu.critical.compute_ms, cpu.critical.hol_ms) == pytest.approx((200, 0.05))
+    assert (cuda.critical.compute_ms, cuda.critical.hol_ms, cuda.critical.bubble_ms) == pytest.approx(
+        (200, 60, 140))
+
+
 def test_cells_are_fig15s_in_fig15s_folders() -> None:
     base = base_spec()
     for quick in (False, True):

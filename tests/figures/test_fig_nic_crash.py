@@ -12,7 +12,7 @@ import pytest
 from fig_synthetic import write_cell, write_oplogs
 
 from figures.cells import base_spec, cell_folder
-from figures.nic_crash import crash_trace, tokens_per_iteration
+from figures.nic_crash import before_window, crash_trace, tokens_per_iteration
 from figures.registry import get_figure, plot_figure
 from figures.store import CELL_JSON, DONE, FAILED, STOPPED, CellRecord, cell_status, is_done, read_status
 from injector.trace import parse_trace
@@ -49,9 +49,23 @@ def test_expected_stop_needs_a_method_without_delegates_and_a_link_down_first(tm
     assert expected_stop("zb", folder).startswith(want)
     assert expected_stop("1F1B", folder).startswith(want)  # artifact spellings too
     assert expected_stop("pipemorph", folder) == ""  # it has delegates: dying is a failure
-    other = _failed_folder(tmp_path / "b", f"engine: stage 2 failed: RuntimeError: boom\n{LINK_DOWN}\n", 3)
-    assert expected_stop("zb", other) == ""  # something else broke first
+    other = _failed_folder(tmp_path / "b", "engine: stage 2 failed: RuntimeError: boom\n", 3)
+    assert expected_stop("zb", other) == ""  # no stage says its link is down
     assert expected_stop("zb", _failed_folder(tmp_path / "c", "killed\n", 3)) == ""
+
+
+def test_expected_stop_with_one_stream_per_stage_whatever_their_order(tmp_path: Path) -> None:
+    # direct/torchrun launchers: one stderr per stage or host. The crashed link's sender (stage
+    # 2) fails with LinkDownError; its neighbours' gloo errors follow, but their streams sort first.
+    folder = _failed_folder(tmp_path / "a", "", 3)
+    (folder / "local.stderr").unlink()
+    gloo = "RuntimeError: [../gloo/transport/tcp/pair.cc:534] Connection closed by peer"
+    (folder / "stage1.stderr").write_text(f"Traceback ...\nengine: stage 1 failed: {gloo}\n")
+    (folder / "stage2.stderr").write_text(LINK_DOWN.replace("stage 0 failed", "stage 2 failed") + "\n")
+    (folder / "stage3.stderr").write_text(f"engine: stage 3 failed: {gloo}\n")
+    assert expected_stop("zb", folder).startswith("iteration 3: stage 2: LinkDownError: link 0 (0_1) is down")
+    (folder / "stage2.stderr").write_text("killed\n")  # no stage's link went down: a failure
+    assert expected_stop("zb", folder) == ""
 
 
 def test_a_stopped_cell_is_finished_and_reads_back_stopped(tmp_path: Path) -> None:
@@ -74,7 +88,8 @@ def test_a_stopped_cell_is_finished_and_reads_back_stopped(tmp_path: Path) -> No
 
 
 ZB_MS = [1100.0, 1120.0, 1140.0]  # iterations 0-2; stopped in 3
-PM_MS = [1100.0, 1120.0, 1140.0, 2000.0, *[1300.0] * 6]  # the crash iteration, then delegates
+# start-up and the profiled iteration (left out of "before"), the crash iteration, then delegates
+PM_MS = [5000.0, 1600.0, 1140.0, 2000.0, *[1300.0] * 6]
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +119,18 @@ def test_plot_json_draws_the_stop_and_the_throughput(plotted) -> None:
     tokens = 12 * 128
     assert pm["status"] == "done" and pm["completed_iterations"] == 10
     assert pm["throughput_tokens_s"][3] == pytest.approx(tokens / 2.0)
-    assert pm["mean_before_s"] == pytest.approx(1.12)
+    assert pm["mean_before_s"] == pytest.approx(1.14)  # iteration 2 alone: 0 and 1 left out
     assert pm["mean_after_s"] == pytest.approx((2.0 + 6 * 1.3) / 7)
-    assert pm["throughput_before_tokens_s"] == pytest.approx(tokens / 1.12, rel=1e-5)
+    assert pm["throughput_before_tokens_s"] == pytest.approx(tokens / 1.14, rel=1e-5)
+    assert any("'before' mean is over iterations 2..2" in n for n in report.notes)
     assert not report.missing
     assert report.rows[0][-1].startswith("stopped at iteration 3")
+
+
+def test_before_window_skips_start_up_and_profiling_and_keeps_the_last_five() -> None:
+    assert before_window(3) == (2, 3)
+    assert before_window(10) == (5, 10)
+    assert before_window(2) == (2, 2)  # no steady iteration before the crash: n/a
 
 
 def test_a_missing_cell_is_listed_not_drawn(tmp_path: Path) -> None:
