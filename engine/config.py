@@ -12,7 +12,7 @@ from engine import cellspec
 from engine.cellspec import CellSpec, SpecError
 from engine.errors import EngineConfigError
 from engine.methods import Method, resolve_method
-from engine.p2p import LAYOUTS, SEMANTICS, Layout, Semantics
+from engine.p2p import LAYOUTS, PAIRINGS, SEMANTICS, Layout, Pairing, Semantics
 from engine.presets import Preset, get_preset, resolve_split
 from injector.trace import Trace, TraceError, load_trace, parse_trace, trace_hash
 
@@ -51,6 +51,7 @@ class TrainConfig:
     p2p_semantics: Semantics = "native"
     p2p_watchdog_s: float = 30.0  # nccl semantics: no p2p progress this long = a deadlock
     p2p_groups: Layout = "link"
+    p2p_pairing: Pairing = "early"
 
     # The spec's fields the engine reads everywhere, by their engine names.
     microbatches = property(lambda self: self.spec.microbatches)
@@ -94,6 +95,10 @@ def _parser() -> _Parser:
                    "progress that --p2p-semantics nccl reports as a deadlock (default: half "
                    "of --timeout)")
     p.add_argument("--p2p-groups", default="link", choices=LAYOUTS, help=hidden)
+    p.add_argument("--p2p-pairing", default="early", choices=PAIRINGS, help="1f1b's inline "
+                   "p2p: early: every receive posted at the iteration start, sends waited on at "
+                   "its end; megatron: each send posted with the next op's receive from the same "
+                   "peer after the delay, waited on as a whole (engine.p2p.batched)")
     p.add_argument("--dtype", default=None, help=hidden)
     p.add_argument("--plan-script", default=None, help=hidden)
     p.add_argument("--dump-grads", default=None, help=hidden)
@@ -184,8 +189,8 @@ def parse_config(argv: list[str] | None = None, cuda_available: bool = False) ->
         raise EngineConfigError(f"--threads {a.threads}: must be >= 1")
     if a.lr < 0 or not math.isfinite(a.lr):
         raise EngineConfigError(f"--lr {a.lr}: must be a finite number >= 0")
-    if a.timeout <= 0:
-        raise EngineConfigError(f"--timeout {a.timeout}: must be > 0 seconds")
+    if not 0 < a.timeout < math.inf:  # finite: a timedelta, and half of it is the watchdog's default
+        raise EngineConfigError(f"--timeout {a.timeout}: must be a finite number of seconds > 0")
     if a.grad_clip is not None and a.grad_clip <= 0:
         raise EngineConfigError(f"--grad-clip {a.grad_clip}: must be > 0")
     if a.control is not None and not a.control.startswith(("redis://", "rediss://")):
@@ -194,7 +199,11 @@ def parse_config(argv: list[str] | None = None, cuda_available: bool = False) ->
         raise EngineConfigError(f"--dtype {a.dtype!r}: use float32, float64, float16 or bfloat16")
     watchdog = a.timeout / 2.0 if a.p2p_watchdog is None else a.p2p_watchdog
     if not 0 < watchdog < math.inf:
-        raise EngineConfigError(f"--p2p-watchdog {a.p2p_watchdog}: must be a number of seconds > 0")
+        raise EngineConfigError(f"--p2p-watchdog {a.p2p_watchdog}: must be a finite number of seconds > 0")
+    method = resolve_method(spec.method)
+    if a.p2p_pairing == "megatron" and method.id != "1f1b":
+        raise EngineConfigError(f"--p2p-pairing megatron: only 1f1b pairs its p2p as Megatron's "
+                                f"1F1B does (method {method.id}); drop it or use --method 1f1b")
     crash_at = None
     if a.crash_at is not None:
         try:
@@ -203,7 +212,7 @@ def parse_config(argv: list[str] | None = None, cuda_available: bool = False) ->
             raise EngineConfigError(f"--crash-at {a.crash_at!r}: expected STAGE:ITER") from None
         crash_at = (stage, it)
     return TrainConfig(
-        spec=spec, preset=preset, method=resolve_method(spec.method), out=a.out,
+        spec=spec, preset=preset, method=method, out=a.out,
         trace=_trace(spec, a.trace), control=a.control, run_id=a.run_id, detect=a.detect,
         grad_clip=a.grad_clip, split=resolve_split(preset, spec.stages, a.split),
         threads=a.threads or (1 if spec.device == "cpu" else 4), data=a.data, lr=a.lr,
@@ -211,5 +220,5 @@ def parse_config(argv: list[str] | None = None, cuda_available: bool = False) ->
         rank=_env_int("RANK", 0), local_rank=_env_int("LOCAL_RANK", 0),
         plan_script=a.plan_script, dump_grads=a.dump_grads, fixed_data=a.fixed_data,
         crash_at=crash_at, p2p_semantics=_p2p_semantics(a.p2p_semantics),
-        p2p_watchdog_s=watchdog, p2p_groups=a.p2p_groups,
+        p2p_watchdog_s=watchdog, p2p_groups=a.p2p_groups, p2p_pairing=a.p2p_pairing,
     )

@@ -2,8 +2,10 @@
 gradients over the iteration's p2p path, and ends with the optimizer step.
 
 Per iteration: ask the plan source (every rank, same answer) -> agree the clock origin ->
-pre-post delegate receives -> run the ops -> drain sends -> step -> write the op log ->
-report link observations -> agree the profiled costs and the iteration time.
+pre-post the receives -> run the ops -> drain sends -> step -> write the op log -> report
+link observations -> agree the profiled costs and the iteration time. With
+``--p2p-pairing megatron`` (1F1B) nothing is pre-posted: after each op its send goes out with
+the next op's receive as one exchange, waited on at once (``engine.p2p.batched``).
 
 Each compute op, p2p wait and the step runs in a range named as the op log names it (``F3``,
 ``BW3``, ``SEND_F3``, ``RECV_B3``, ``STEP`` ...): a ``record_function`` while a torch profiler
@@ -32,6 +34,7 @@ from engine.errors import InjectedCrash
 from engine.opkind import OpKind
 from engine.oplog import IterationRecord, OpLogWriter
 from engine.optim import AdamW
+from engine.p2p.batched import Exchange, PairedP2P, megatron_exchanges
 from engine.p2p.delegates import DelegatePool
 from engine.p2p.inline import InlineP2P, RecvEvent, SendEvent
 from engine.plan_source import IterationPlan, LinkObservation, PlanSource, log_ms
@@ -73,10 +76,12 @@ class Executor:
     delegates: DelegatePool | None
     clock: SharedClock
     profiler: Profiler = field(default_factory=Profiler)
+    paired: PairedP2P | None = None  # --p2p-pairing megatron: inline p2p in Megatron's exchanges
     profiled: StageCosts | None = None
     _ops: list[tuple[OpKind, int, float, float] | tuple[OpKind, SendEvent]] = field(default_factory=list)
     _recvs: list[tuple[OpKind, RecvEvent, str]] = field(default_factory=list)
     _durations: dict[str, list[float]] = field(default_factory=dict)
+    _exchanges: dict[int, Exchange] | None = None  # this iteration's, by op index (paired only)
 
     def run(self, iterations: int) -> None:
         """Trains for ``iterations`` iterations."""
@@ -96,11 +101,17 @@ class Executor:
         if isinstance(timer, CudaTimer):
             timer.start_iteration()
         path = "delegate" if plan.offload else "inline"
+        ops = plan.schedule.stages[cfg.rank]
+        self._exchanges = (megatron_exchanges(ops, cfg.rank, cfg.world)
+                           if self.paired is not None and not plan.offload else None)
         self._prepost(plan)
         self._ops, self._recvs = [], []
         data_it = 0 if cfg.fixed_data else it
-        for op in plan.schedule.stages[cfg.rank]:
-            self._run_op(op, plan, data_it, timer)
+        for i, op in enumerate(ops):
+            self._run_op(i, op, plan, data_it, timer)
+        if self._exchanges is not None:
+            assert self.paired is not None
+            self.paired.check_drained()
         with self._range(OpKind.DRAIN):  # the wait for the iteration's sends to complete
             sends = self.delegates.drain() if self.delegates is not None and plan.offload else []
             self.inline.drain()
@@ -133,7 +144,10 @@ class Executor:
             )
 
     def _prepost(self, plan: IterationPlan) -> None:
-        """Posts this iteration's receives on its path, in each sender's op order."""
+        """Posts this iteration's receives on its path, in each sender's op order (none in
+        Megatron's exchanges: each receive is posted when its exchange is)."""
+        if self._exchanges is not None:
+            return
         r, stages = self.cfg.rank, plan.schedule.stages
         wanted = []
         if r > 0:
@@ -149,7 +163,7 @@ class Executor:
 
     # -- ops -----------------------------------------------------------------------------
 
-    def _run_op(self, op: Op, plan: IterationPlan, data_it: int, timer: Any) -> None:
+    def _run_op(self, i: int, op: Op, plan: IterationPlan, data_it: int, timer: Any) -> None:
         r, last = self.cfg.rank, self.cfg.world - 1
         kind, mb = op.kind, op.mb
         if kind is OpKind.F:
@@ -162,7 +176,7 @@ class Executor:
                 end = self._pace(kind, start, timer)
             self._ops.append((kind, mb, start, end))
             if out is not None:
-                self._send(OpKind.F, out, r + 1, mb, plan)
+                self._send(OpKind.F, out, r + 1, mb, plan, i)
         elif kind.is_backward:
             grad = self._recv(OpKind.B, r + 1, mb, plan) if r < last else None
             with self._range(kind, mb):
@@ -174,7 +188,7 @@ class Executor:
                 end = self._pace(kind, start, timer)
             self._ops.append((kind, mb, start, end))
             if g_in is not None:
-                self._send(OpKind.B, g_in, r - 1, mb, plan)
+                self._send(OpKind.B, g_in, r - 1, mb, plan, i)
         else:
             with self._range(kind, mb):
                 start = timer.mark()
@@ -212,14 +226,20 @@ class Executor:
         return plan.link_delays_s[min(self.cfg.rank, peer)] if plan.link_delays_s else 0.0
 
     def _send(self, direction: OpKind, tensor: torch.Tensor, dst: int, mb: int,
-              plan: IterationPlan) -> None:
+              plan: IterationPlan, index: int) -> None:
+        """Sends op ``index``'s output: by a delegate, inline (waited on at the drain), or in
+        Megatron's exchange after that op (waited on now, with its paired receive)."""
         delay, kind = self._link_delay(plan, dst), OpKind.send(direction)
         with self._range(kind, mb):
             if plan.offload:
                 assert self.delegates is not None
                 self.delegates.send(direction.value, tensor, dst, mb, delay)
                 return
-            ev = self.inline.send(tensor, dst, mb, delay)
+            if self._exchanges is not None:
+                assert self.paired is not None
+                ev = self.paired.exchange(self._exchanges[index], tensor, delay)
+            else:
+                ev = self.inline.send(tensor, dst, mb, delay)
         self._ops.append((kind, ev))
 
     def _recv(self, direction: OpKind, src: int, mb: int, plan: IterationPlan) -> torch.Tensor:
@@ -229,7 +249,8 @@ class Executor:
                 msg, ev = self.delegates.recv(direction.value, mb)
                 path = "delegate"
             else:
-                msg, ev = self.inline.recv(src, mb)
+                paired = self.paired if self._exchanges is not None else None
+                msg, ev = paired.recv(src, mb) if paired is not None else self.inline.recv(src, mb)
                 path = "inline"
         self._recvs.append((direction, ev, path))
         return msg.tensor

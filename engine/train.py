@@ -44,6 +44,7 @@ from engine.memory_guard import check_stage_memory
 from engine.model import DTYPES, StageModule
 from engine.oplog import OpLogWriter, facts_path
 from engine.optim import AdamW
+from engine.p2p.batched import PairedP2P
 from engine.p2p.delegates import DelegatePool
 from engine.p2p.groups import delegate_channels, inline_channels
 from engine.p2p.inline import InlineP2P
@@ -133,7 +134,8 @@ def run(cfg: TrainConfig, state: dict) -> None:
     dist.init_process_group(backend, timeout=timeout)
     rank, world = dist.get_rank(), dist.get_world_size()
     write_json_atomic(facts_path(cfg.out, rank), {**stage_facts(rank, world, device, backend),
-                                                  "p2p_semantics": cfg.p2p_semantics})
+                                                  "p2p_semantics": cfg.p2p_semantics,
+                                                  "p2p_pairing": cfg.p2p_pairing})
     p, dtype = cfg.preset, DTYPES[cfg.dtype]
     store = WeightGradStore()
     module = StageModule(p, cfg.split, rank, cfg.seed, store).to(device=device, dtype=dtype)
@@ -169,8 +171,9 @@ def run(cfg: TrainConfig, state: dict) -> None:
         crash_at=cfg.crash_at[1] if cfg.crash_at and cfg.crash_at[0] == rank else None,
         clock_offsets_ms=[o * 1000.0 for o in offsets])
     optimizer = AdamW(module.parameters(), lr=cfg.lr)
+    paired = PairedP2P(inline) if cfg.p2p_pairing == "megatron" else None
     Executor(ecfg, runner, data, optimizer, writer, plan_source, inline, delegates,
-             clock).run(cfg.iterations)
+             clock, paired=paired).run(cfg.iterations)
     plan_source.finish(None)
     dist.barrier()
     if delegates is not None:

@@ -8,3 +8,5 @@ Semantics = Literal["native", "nccl"]  # --p2p-semantics: gloo as is, or NCCL's 
 SEMANTICS: tuple[Semantics, ...] = ("native", "nccl")
 Layout = Literal["link", "shared"]  # inline groups: per link and direction, or the main group
 LAYOUTS: tuple[Layout, ...] = ("link", "shared")
+Pairing = Literal["megatron", "early"]  # --p2p-pairing of 1F1B's inline p2p (engine.p2p.batched)
+PAIRINGS: tuple[Pairing, ...] = ("megatron", "early")

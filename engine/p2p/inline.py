@@ -7,7 +7,8 @@ it is sent; the compute thread waits on a receive when its op needs it. A group 
 direction only, and its receives are posted in its sender's order, so the path needs neither
 tags nor early receives to match: it is safe under NCCL's rules (``engine.p2p.nccl_rules``).
 Every handle is waited on (gloo hangs otherwise, pytorch issue 132644): receives when
-consumed, sends at the end of the iteration."""
+consumed, sends at the end of the iteration. Megatron's 1F1B exchanges
+(``engine.p2p.batched``) use ``post_send`` and wait on their sends themselves."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from engine.cuda_sleep import delay_cycles
 from engine.errors import LinkDownError
 from engine.p2p.groups import direction_to
 from engine.p2p.messages import Message, MessageSpec, check_matched, pack, unpack
-from engine.p2p.nccl_rules import Channel, P2PComm
+from engine.p2p.nccl_rules import Channel, Handle, P2PComm
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,16 @@ class InlineP2P:
     _posted: dict = field(default_factory=dict)  # (src, mb) -> (handle, buffer)
 
     def send(self, tensor: torch.Tensor, dst: int, mb: int, delay_s: float) -> SendEvent:
-        """Posts the send of micro-batch ``mb`` to ``dst`` after the injected delay."""
+        """Posts the send of micro-batch ``mb`` to ``dst`` after the injected delay; it is
+        waited on at ``drain``."""
+        handle, buf, event = self.post_send(tensor, dst, mb, delay_s)
+        self._pending.append((handle, buf))
+        return event
+
+    def post_send(self, tensor: torch.Tensor, dst: int, mb: int,
+                  delay_s: float) -> tuple[Handle, torch.Tensor, SendEvent]:
+        """Blocks the compute thread (stream) for the injected delay, then posts the send;
+        returns its handle and buffer (the caller waits on it, keeping the buffer alive)."""
         start = self.clock.now_ms()
         if math.isinf(delay_s):
             link = min(self.rank, dst)
@@ -78,8 +88,7 @@ class InlineP2P:
             buf = buf.cpu()
         d = direction_to(self.rank, dst)
         handle = self.comm.isend(buf, dst, self._channel(dst, d), mb, f"send {d} mb{mb} to {dst}")
-        self._pending.append((handle, buf))
-        return SendEvent(dst, mb, start, self.clock.now_ms(), delay_s)
+        return handle, buf, SendEvent(dst, mb, start, self.clock.now_ms(), delay_s)
 
     def prepost(self, src: int, mbs: list[int]) -> None:
         """Posts the receives of ``mbs`` from ``src`` (in the sender's order)."""
