@@ -79,8 +79,8 @@ def test_run_dry_run_json_and_no_truncation_when_piped(tmp_path: Path, local_inv
     assert js.returncode == 0, js.stderr
     objs = _json_lines(js.stdout)
     plans = [o for o in objs if o["type"] == "plan"]
-    assert len(plans) == 26 and objs[-1] == {"type": "summary", "dry_run": True, "cells": 26, "run": 26, "skip": 0, "exit_code": 0}
-    assert all(p["action"] == "run" and p["status"] == "missing" and p["spec"]["figure"] in ("fig15", "fig20") for p in plans)  # fig15's 0 ms cells are fig20's
+    assert len(plans) == 33 and objs[-1] == {"type": "summary", "dry_run": True, "cells": 33, "run": 33, "skip": 0, "exit_code": 0}
+    assert all(p["action"] == "run" and p["status"] == "missing" and p["spec"]["figure"] in ("fig15", "fig20", "fig20-k1") for p in plans)  # 0 ms: fig20 cells (All-CPU with 1 delegate: fig20-k1)
 
     out = tmp_path / "dry-run.txt"
     with out.open("w") as fh:
