@@ -13,8 +13,10 @@ unreadable (it may have been finished) moves to ``<cell>/attempts/<time>-corrupt
 cell's own ``previous/`` and ``attempts/`` move up into the new one. A cell that could not be
 recorded at all (a full disk) keeps its logs in ``<cell>/attempts/<run_id>/`` (``keep``). A
 cell whose ``cell.json`` says ``done`` with exactly the requested spec's hash is finished: it
-is skipped unless ``--force``; a result of another spec is stale and re-run. Failed and
-interrupted cells are recorded too (with the reason) and re-run by the next ``pmctl run``.
+is skipped unless ``--force``; a result of another spec is stale and re-run, and so is one
+measured under other p2p semantics than the run asks for (``$PMCTL_P2P_SEMANTICS``, which is
+not part of the spec: the stages' runtime facts record it). Failed and interrupted cells are
+recorded too (with the reason) and re-run by the next ``pmctl run``.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.cellspec import CellSpec
+from engine.config import P2P_SEMANTICS_ENV
 from engine.jsonio import fsync_path, write_json_atomic
 from figures.cells import cell_folder
 
@@ -59,9 +63,28 @@ def same_spec(cell: CellSpec, record: dict[str, Any] | None) -> bool:
     return bool(record) and record.get("spec_hash") == cell.spec_hash
 
 
+def requested_semantics() -> str:
+    """The p2p semantics a ``pmctl run`` gives its stages: ``$PMCTL_P2P_SEMANTICS``, else the
+    engine's default, native."""
+    return os.environ.get(P2P_SEMANTICS_ENV, "").strip() or "native"
+
+
+def recorded_semantics(record: dict[str, Any]) -> str:
+    """The p2p semantics a cell's stages ran with, from their runtime facts in its
+    ``cell.json`` (native where none says: the engine's default before it reported them)."""
+    hosts = record.get("hosts")
+    found = {
+        str(h["runtime"].get("p2p_semantics") or "native")
+        for h in (hosts.values() if isinstance(hosts, dict) else [])
+        if isinstance(h, dict) and isinstance(h.get("runtime"), dict) and h["runtime"]
+    }
+    return ",".join(sorted(found)) or "native"
+
+
 def read_status(path: Path, cell: Cell) -> tuple[str, str]:
     """The one status rule: (status, reason) of ``cell`` from its folder's ``cell.json``;
-    ("missing", ...) without one, ("stale", ...) when it holds a run of another spec."""
+    ("missing", ...) without one, ("stale", ...) when it holds a run of another spec, or a
+    finished run under other p2p semantics than ``requested_semantics``."""
     record = read_cell_json(path)
     if record is None:
         if not path.exists():
@@ -72,6 +95,9 @@ def read_status(path: Path, cell: Cell) -> tuple[str, str]:
         want = cell.to_json()
         diff = [f"{stored.get(k)} {k.replace('_', ' ')}" for k in want if stored.get(k) != want[k]]
         return STALE, f"holds a run of another spec ({', '.join(diff[:3])}): rerun it with pmctl run"
+    if record.get("status") == DONE and recorded_semantics(record) != requested_semantics():
+        return STALE, (f"measured with {recorded_semantics(record)} p2p semantics, not the "
+                       f"{requested_semantics()} asked for ({P2P_SEMANTICS_ENV}): rerun it with pmctl run")
     if record.get("status") == DONE and record.get("stopped"):
         return STOPPED, f"stopped at {record['stopped']}"
     return str(record.get("status", MISSING)), str(record.get("reason") or "")
@@ -185,12 +211,15 @@ def _fsync_tree(folder: Path) -> None:
 
 def _move(src: Path, dest: Path) -> None:
     """Renames ``src`` to ``dest`` (making ``dest``'s parents), durably: both folders whose
-    names changed are fsynced."""
+    names changed are fsynced. Only the rename can fail the move: once it is done, what is on
+    disk is what a caller must report (a commit whose cell is in place has committed), and a
+    folder that cannot be fsynced then costs durability across a power cut only."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dest)
-    fsync_path(dest.parent)
-    if src.parent != dest.parent:
-        fsync_path(src.parent)
+    with suppress(OSError):
+        fsync_path(dest.parent)
+        if src.parent != dest.parent:
+            fsync_path(src.parent)
 
 
 def _unique(path: Path) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,7 +131,7 @@ def record_cell(
         add_teardown(record, torn)
         folder = staging.commit(record)
     except Exception as exc:  # noqa: BLE001 - one cell's record must not cost its logs or the run
-        _log_traceback(exc)
+        runs.log_traceback(exc, f"recording the cell of run {run_id} failed")
         record = CellRecord(
             spec=cell.to_json(), spec_hash=cell.spec_hash, status=FAILED, run_id=run_id,
             started=started, ended=now(), reason=f"recording failed: {describe(exc)}", exit_codes=codes,
@@ -143,17 +142,6 @@ def record_cell(
     if folder != staging.final:
         return Recorded(record, folder, f"{record.reason} (the finished result stays; this attempt is in {folder})")
     return Recorded(record, folder, record.reason)
-
-
-def _log_traceback(exc: BaseException) -> None:
-    """The traceback into ``.pmctl/pmctl.log``, where pmctl's internal errors go."""
-    try:
-        path = runs.state_dir() / "pmctl.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write("".join(traceback.format_exception(exc)) + "\n")
-    except OSError:
-        pass  # a full disk: the cell's reason still says what failed
 
 
 def render_timeline(folder: Path) -> None:

@@ -7,7 +7,8 @@
   listens with TLS only and requires the run's client certificate. Loopback stays plain.
 - A bounded lifetime: Redis runs under a watchdog that stops it once pmctl has not renewed its
   lease file for ``lease_s`` seconds, so a pmctl killed outright (SIGKILL, a lost terminal)
-  does not leave it running until ``pmctl stop``.
+  does not leave it running until ``pmctl stop``. The watchdog times the lease by its own
+  clock (seconds since the file's mtime last changed): on NFS the mtime is the file server's.
 
 Bound to the master's cluster address, no persistence.
 """
@@ -91,16 +92,27 @@ class Lease:
             self._thread.join(timeout=CALL_TIMEOUT_S)
 
     def _renew(self) -> None:
+        failing = False
         while not self._stopped.wait(self._every_s):
             try:
                 self._t.run(self._cmd, max(self._every_s, 5.0))
+                failing = False
             except TransportError:
                 pass  # the next renewal retries; a lease lasts several renewals
+            except Exception as exc:  # noqa: BLE001 - a dead renewer would stop Redis mid-cell: log it, go on
+                if not failing:  # once per streak, not every few seconds
+                    from pmctl import runs
+
+                    runs.log_traceback(exc, "renewing the control plane's lease failed (retrying):")
+                failing = True
 
 
 def watched_command(cmd: str, lease: str, lease_s: float) -> str:
-    """Bash that runs ``cmd`` and TERMs it once the ``lease`` file is older than ``lease_s``
-    seconds or gone; its exit status is ``cmd``'s. Relative paths: from the run dir.
+    """Bash that runs ``cmd`` and TERMs it once the ``lease`` file's mtime has not changed
+    for ``lease_s`` seconds, or the file is gone; its exit status is ``cmd``'s. Relative
+    paths: from the run dir. The seconds are the watchdog's own (bash's ``SECONDS`` since it
+    last saw the mtime change), never the mtime against this host's clock: on NFS the mtime
+    is the file server's clock, which may be far off.
 
     ``cmd`` also ends with its watchdog: a TERM to the watchdog is passed on, and where
     ``setpriv --pdeathsig`` exists ``cmd`` gets a TERM when the watchdog dies of anything
@@ -112,9 +124,10 @@ def watched_command(cmd: str, lease: str, lease_s: float) -> str:
     return (
         "pd=; setpriv --pdeathsig TERM true 2>/dev/null && pd='setpriv --pdeathsig TERM'; "
         "trap '[ -n \"$pid\" ] && kill -TERM $pid 2>/dev/null' TERM INT HUP; "
-        f"$pd {cmd} & pid=$!; while kill -0 $pid 2>/dev/null; do "
-        f"age=$(( $(date +%s) - $(stat -c %Y {q} 2>/dev/null || echo 0) )); "
-        f"if [ $age -gt {bound} ]; then "
+        f"$pd {cmd} & pid=$!; seen=; since=$SECONDS; while kill -0 $pid 2>/dev/null; do "
+        f"m=$(stat -c %y {q} 2>/dev/null) || m=gone; "  # %y: the mtime to the nanosecond
+        'if [ "$m" != "$seen" ]; then seen=$m; since=$SECONDS; fi; '
+        f'if [ "$m" = gone ] || [ $((SECONDS - since)) -gt {bound} ]; then '
         f"echo 'pmctl renewed no lease for {bound} s (pmctl gone?): stopping redis' >&2; "
         f"kill -TERM $pid; break; fi; sleep 1; done; wait $pid"
     )
@@ -148,7 +161,7 @@ def local_tls_dir(run_id: str) -> Path:
     status``), beside the run's password file."""
     from pmctl import runs
 
-    return runs.state_dir() / "secrets" / f"{run_id}.tls"
+    return runs.client_tls_dir(run_id)
 
 
 def start_redis(

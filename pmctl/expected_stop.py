@@ -4,9 +4,12 @@
 ``stopped`` = ``"iteration K: <error>"`` (``figures.store`` reads it back as ``stopped``),
 its op logs hold the iterations before the crash, and ``pmctl run`` does not re-run it.
 
-Evidence, from the collected cell folder only: the first stage failure the stages' stderr
-reports is a ``LinkDownError`` (raised only for an injected ``inf``), and the method never
-offloads. Anything else (another error first, a method with delegates) stays failed.
+Evidence, from the collected cell folder only: a stage's failure line in the stages' stderr is
+a ``LinkDownError`` (raised only for an injected ``inf``), and the method never offloads.
+Which stage failed first is not known: the lines carry no time, and under the direct and
+torchrun launchers each stage or host has its own stream, so the other stages' gloo errors
+that follow the crash may come first by name. Anything else (no ``LinkDownError``, a method
+with delegates) stays failed.
 """
 
 from __future__ import annotations
@@ -21,15 +24,16 @@ _FAILED = "engine: stage "  # engine.train's one line per failed stage: "engine:
 _LINK_DOWN = "LinkDownError"
 
 
-def first_stage_failure(folder: Path) -> str:
-    """``stage R: <error>`` of the first ``engine: stage R failed:`` line in the cell's
-    collected ``*.stderr`` streams ('' when none says so)."""
+def stage_failures(folder: Path) -> list[tuple[str, str]]:
+    """(stage, error) of every ``engine: stage R failed: <error>`` line in the cell's
+    collected ``*.stderr`` streams, by stream name then line (not in time order)."""
+    found = []
     for path in sorted(Path(folder).glob("*.stderr")):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith(_FAILED) and " failed: " in line:
                 stage, error = line[len(_FAILED):].split(" failed: ", 1)
-                return f"stage {stage}: {error.strip()}"
-    return ""
+                found.append((stage, error.strip()))
+    return found
 
 
 def expected_stop(method: str, folder: Path) -> str:
@@ -41,11 +45,12 @@ def expected_stop(method: str, folder: Path) -> str:
         return ""
     if offload != METHODS["zb"].offload:  # a method with delegates must survive a crash
         return ""
-    failure = first_stage_failure(folder)
-    if _LINK_DOWN not in failure:
+    down = [(stage, error) for stage, error in stage_failures(folder) if error.startswith(f"{_LINK_DOWN}:")]
+    if not down:
         return ""
+    stage, error = down[0]
     done = iteration_times_ms(read_records(folder))
-    return f"iteration {max(done, default=-1) + 1}: {failure}"
+    return f"iteration {max(done, default=-1) + 1}: stage {stage}: {error}"
 
 
 def mark_expected_stop(record: Any, folder: Path) -> None:

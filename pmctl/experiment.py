@@ -24,7 +24,7 @@ from pmctl.errors import UserError
 from pmctl.fanout import fanout, raise_first
 from pmctl.inventory import Host, Inventory, load_inventory
 from pmctl.launcher import CellInterrupted, CellOutcome, LaunchOptions, run_cell
-from pmctl.launchers import check_cell
+from pmctl.launchers import check_cell, check_p2p_semantics
 from pmctl.locks import results_lock
 from pmctl.matrix import (
     PlannedCell,
@@ -135,6 +135,7 @@ def plan(session: Session, req: RunRequest) -> tuple[list, list[PlannedCell]]:
     from pmctl.experiment_file import is_experiment_file, load_experiment
 
     inv = session.inventory
+    check_p2p_semantics()  # forwarded to every stage: a bad value would fail every cell
     files = [t for t in req.targets if is_experiment_file(t)]
     names = [t for t in req.targets if t not in files]
     figures = resolve_figures(names) if names else []

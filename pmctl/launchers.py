@@ -83,6 +83,18 @@ def check_cell(inv: Inventory, cell: Any) -> None:
         )
 
 
+def check_p2p_semantics() -> None:
+    """Refuses, in one line, a ``$PMCTL_P2P_SEMANTICS`` the engine would refuse: it goes to
+    every stage of every cell (``stage_env``), so checked once here, every cell fails there."""
+    from engine.config import _p2p_semantics  # the engine's own reading of it (no torch)
+    from engine.errors import EngineConfigError
+
+    try:
+        _p2p_semantics(None)
+    except EngineConfigError as exc:
+        raise UserError(str(exc), "pmctl run") from None  # it says how to fix it
+
+
 def describe(launcher: str, proc: StageProcess) -> str:
     """How a process is named in a failure: ``stage 2 on h1`` or ``fork (stages 2-3) on h1``."""
     s = proc.stages
@@ -214,6 +226,6 @@ def stage_env(inv: Inventory, proc: StageProcess, rdzv: Rendezvous, run_dir: str
 
 __all__ = [
     "ENGINE_ENTRY", "LAUNCHERS", "AgentLauncher", "DirectLauncher", "Launcher", "StageProcess",
-    "cell_fields", "check_cell", "describe", "engine_argv", "launcher_of", "one_machine", "resolve_on_host",
-    "rendezvous", "stage_command", "stage_env",
+    "cell_fields", "check_cell", "check_p2p_semantics", "describe", "engine_argv", "launcher_of", "one_machine",
+    "resolve_on_host", "rendezvous", "stage_command", "stage_env",
 ]

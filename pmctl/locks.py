@@ -21,9 +21,15 @@ RESULTS_LOCK = ".lock"
 @contextmanager
 def pid_lock(path: Path, what: str) -> Iterator[None]:
     """Holds an exclusive lock on ``path`` (written with this pid) for the block; when another
-    process holds it, a ``UserError`` 'another pmctl run (pid N) <what>' at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as fh:
+    process holds it, a ``UserError`` 'another pmctl run (pid N) <what>' at once; a folder
+    pmctl cannot write to (permissions, a read-only file system) is a ``UserError`` too."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+", encoding="utf-8")  # closed by the with below
+    except OSError as exc:
+        raise UserError(f"cannot write into {path.parent}: {exc.strerror or exc}", "pmctl run",
+                        "make it writable, or choose another folder (--results, PMCTL_STATE_DIR)") from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -6,8 +6,9 @@ A cell's entry is written when the cell starts and rewritten (atomically) after 
 it goes when the cell ends with everything stopped and removed. A cell whose cleanup failed
 keeps its entry, so what it left stays traceable while later cells run; ``pmctl stop`` walks
 every entry. A run dir kept because its logs did not come back (``kept_dirs``) stays until
-``pmctl stop --purge``. Secrets (the Redis password) live in a separate 0600 file referenced
-from the entry, never in it.
+``pmctl stop --purge``. Secrets (the Redis password, the client's TLS files) live in
+``secrets/<run_id>.pw`` and ``secrets/<run_id>.tls/``, never in the entry; they go with it.
+The single-file ledger of an older pmctl (``running.json``) is moved into ``ledger/`` once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import os
 import re
 import shlex
+import shutil
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +42,16 @@ def ledger_dir() -> Path:
     return state_dir() / "ledger"
 
 
+def secret_path(run_id: str) -> Path:
+    """The local 0600 file with a run's control-plane password."""
+    return state_dir() / "secrets" / f"{run_id}.pw"
+
+
+def client_tls_dir(run_id: str) -> Path:
+    """This machine's copy of a run's client TLS files, beside its password file."""
+    return state_dir() / "secrets" / f"{run_id}.tls"
+
+
 @contextmanager
 def run_lock() -> Iterator[None]:
     """Held for the measured part of a whole ``pmctl run``: one run per state folder at a
@@ -60,7 +73,7 @@ class RunEntry:
     cell: dict[str, Any]
     started: str
     control_url: str = ""
-    secret_file: str = ""  # local 0600 file with the control-plane password
+    secret_file: str = ""  # secret_path(run_id) once the control plane has a password
     processes: list[ProcessHandle] = field(default_factory=list)
     remote_dirs: dict[str, str] = field(default_factory=dict)  # host -> run dir to remove
     # when the owning pmctl started (kernel clock ticks since boot): a reused pid is not it
@@ -92,15 +105,20 @@ class LedgerError(ValueError):
 
 
 _SAFE = re.compile(r"[A-Za-z0-9._-]+")
+_RUN_ID = re.compile(r"[A-Za-z0-9._-]+-[0-9a-f]{8}")  # pmctl.cellrun's <figure-method>-<8 hex>
 _TOKEN = re.compile(r"[0-9a-f]{16}")
 
 
 def _malformed(e: RunEntry) -> str:
     """What in ``e`` is not of pmctl's making ('' when all is)."""
-    if not isinstance(e.run_id, str) or not _SAFE.fullmatch(e.run_id):
+    # the run id reaches a shell glob (cleanup_cmd): one of pmctl's shape only, never "a"
+    if not isinstance(e.run_id, str) or not _RUN_ID.fullmatch(e.run_id):
         return f"run id {e.run_id!r}"
     if not isinstance(e.pmctl_pid, int) or isinstance(e.pmctl_pid, bool) or e.pmctl_pid <= 0:
         return f"pmctl pid {e.pmctl_pid!r}"
+    # read by pmctl status and sent to the control plane: this run's password file only
+    if e.secret_file and os.path.abspath(str(e.secret_file)) != os.path.abspath(secret_path(e.run_id)):
+        return f"secret file {e.secret_file!r}"
     if e.token and not _TOKEN.fullmatch(str(e.token)):
         return f"token {e.token!r}"
     for d in (*e.remote_dirs.values(), *e.kept_dirs.values()):
@@ -124,6 +142,7 @@ def load_all() -> list[RunEntry]:
     on)."""
     from pmctl.errors import UserError
 
+    _migrate_old_ledger()
     found: list[tuple[str, float, RunEntry]] = []
     for f in sorted(ledger_dir().glob("*.json")):
         try:
@@ -142,6 +161,25 @@ def load_all() -> list[RunEntry]:
     return [e for _s, _m, e in sorted(found, key=lambda t: (t[0], t[1]))]
 
 
+def _migrate_old_ledger() -> None:
+    """Moves an older pmctl's single-file ledger (``running.json``, one entry) into
+    ``ledger/<run_id>.json``, checked like any entry; a file that is not an entry's JSON
+    stays where it is, untouched."""
+    from pmctl.errors import UserError
+
+    old = state_dir() / "running.json"
+    try:
+        entry = RunEntry.from_json(json.loads(old.read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError):
+        return
+    except LedgerError as exc:
+        raise UserError(f"the run ledger holds a {exc} that pmctl did not write", str(old),
+                        "nothing in it was acted on; check who edited it, then remove the file") from None
+    if not (ledger_dir() / f"{entry.run_id}.json").exists():
+        save(entry)
+    old.unlink(missing_ok=True)
+
+
 def active(entry: RunEntry) -> bool:
     """Whether ``entry`` may still have something running or to remove (not only kept dirs)."""
     return bool(entry.processes or entry.remote_dirs) or owner_alive(entry)
@@ -158,21 +196,34 @@ def save(entry: RunEntry) -> None:
 
 
 def clear(entry: RunEntry) -> None:
-    """Forgets the entry (and its local secret file)."""
-    if entry.secret_file:
-        Path(entry.secret_file).unlink(missing_ok=True)
+    """Forgets the entry and its local secrets: the password file and the client's TLS
+    files (derived from the run id: also those of a pmctl killed before it recorded them)."""
+    secret_path(entry.run_id).unlink(missing_ok=True)
+    shutil.rmtree(client_tls_dir(entry.run_id), ignore_errors=True)
     (ledger_dir() / f"{entry.run_id}.json").unlink(missing_ok=True)
 
 
 def write_secret(run_id: str, secret: str) -> Path:
     """Stores a run's control-plane password locally (0600) for ``status``."""
-    p = state_dir() / "secrets" / f"{run_id}.pw"
+    p = secret_path(run_id)
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     p.unlink(missing_ok=True)
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secret)
     return p
+
+
+def log_traceback(exc: BaseException, what: str) -> None:
+    """Appends ``what`` and ``exc``'s traceback to ``pmctl.log`` in the state folder, where
+    pmctl's internal errors go; a disk that refuses it costs only the note."""
+    try:
+        path = state_dir() / "pmctl.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(f"{what}\n{''.join(traceback.format_exception(exc))}\n")
+    except OSError:
+        pass
 
 
 def process_start(pid: int) -> str:
@@ -187,9 +238,10 @@ def process_start(pid: int) -> str:
 
 def owner_alive(entry: RunEntry) -> bool:
     """Whether the pmctl process that wrote ``entry`` still runs: its pid, with the start
-    time the ledger recorded (a reused pid is another process), and pmctl in its command."""
+    time the ledger recorded (a reused pid is another process), and pmctl in its command. An
+    entry with no start time names no process for sure: it is not alive (never signalled)."""
     start = process_start(entry.pmctl_pid)
-    if not start or (entry.pmctl_start and start != entry.pmctl_start):
+    if not start or start != entry.pmctl_start:
         return False
     try:
         return b"pmctl" in Path(f"/proc/{entry.pmctl_pid}/cmdline").read_bytes()

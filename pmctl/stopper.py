@@ -53,7 +53,10 @@ def _signal_owners(entries: list[runs.RunEntry], grace: float) -> list[str]:
     done = []
     owners = {e.pmctl_pid: e for e in entries if e.pmctl_pid != os.getpid() and runs.owner_alive(e)}
     for pid, entry in owners.items():
-        os.kill(pid, signal.SIGTERM)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            continue  # ended meanwhile, or not ours to signal: nothing of it to wait for
         deadline = time.monotonic() + grace + 60
         while runs.owner_alive(entry) and time.monotonic() < deadline:
             time.sleep(0.2)

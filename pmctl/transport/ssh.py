@@ -158,15 +158,23 @@ class SshTransport:
     def _failure(self, conn: Any, message: str, exc: Exception, connection: bool = True) -> TransportError:
         """The error for a call on ``conn`` that raised ``exc``. A file that cannot be moved
         on a connection that still works (``connection`` False and paramiko's transport
-        active) is a plain TransportError. Otherwise the connection is dropped (the next call
-        opens a new one) and the host's sshd is asked for a fresh TCP connect: no answer makes
-        the error ``HostUnreachable``."""
+        active) is a plain TransportError. Otherwise the host's sshd is asked for a fresh TCP
+        connect: no answer makes the error ``HostUnreachable``. The connection is dropped (the
+        next call opens a new one), except after a command that only ran past its timeout on a
+        connection that still works: that lost its own channel, and dropping the connection
+        would fail every other thread's call in flight on it."""
+        from invoke.exceptions import CommandTimedOut
+
         if not connection and conn.is_connected:
             return TransportError(f"{message}: {exc}", self._where())
-        self._drop(conn)
+        keep = isinstance(exc, CommandTimedOut) and conn.is_connected
+        if not keep:
+            self._drop(conn)
         try:
             socket.create_connection((self.host.address, self.host.port), timeout=self.connect_timeout).close()
         except OSError as probe:
+            if keep:
+                self._drop(conn)  # the host is gone: so is its connection
             return self._mark_lost(f"{message} ({type(exc).__name__}), and sshd does not answer: {probe or 'timed out'}")
         return TransportError(f"{message}: {type(exc).__name__}: {exc}".splitlines()[0], self._where())
 

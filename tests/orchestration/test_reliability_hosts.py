@@ -195,6 +195,38 @@ def test_a_vanished_host_is_unreachable_and_named(netns_cluster: NetnsCluster) -
 
 @pytest.mark.slow
 @pytest.mark.root
+@pytest.mark.timeout(180)
+def test_a_command_past_its_timeout_fails_alone(netns_cluster: NetnsCluster) -> None:
+    # One thread's command runs past its timeout on a live host: that call fails (a plain
+    # TransportError), the other thread's call on the same connection goes on.
+    from pmctl.inventory import load_inventory
+    from pmctl.transport.base import HostUnreachable, TransportError
+    from pmctl.transport.ssh import SshTransport
+
+    inv = load_inventory(netns_cluster.inventory)
+    t = SshTransport(inv.hosts[1], inv.cluster.known_hosts, inv.cluster.connect_timeout)
+    try:
+        assert t.run("true", 10).ok  # one connection, shared by both threads
+        other: list = []
+        long = threading.Thread(target=lambda: other.append(t.run("sleep 4; echo finished", 60)))
+        long.start()
+        time.sleep(0.5)
+        try:  # the command ends by itself on the host soon after
+            # invoke may also return the closed channel's -1 instead of raising (a race in it)
+            assert not t.run("sleep 6", 1).ok
+        except HostUnreachable:
+            raise
+        except TransportError:
+            pass  # the usual way: CommandTimedOut, the host answers
+        long.join(60)
+        assert other and other[0].ok and other[0].stdout.strip() == "finished", other
+        assert t.lost is None and t.run("true", 10).ok
+    finally:
+        t.close()
+
+
+@pytest.mark.slow
+@pytest.mark.root
 def test_a_vanished_host_ends_the_run_naming_it(netns_cluster: NetnsCluster, tmp_path: Path) -> None:
     # Three cells of 200 s on four SSH hosts; h2 drops off the network during the first one.
     env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=_entry(tmp_path))

@@ -6,6 +6,7 @@ two runs never write into one results folder at once."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -105,12 +106,14 @@ def test_a_corrupt_finished_cell_keeps_its_history_on_the_next_commit(tmp_path: 
 
 
 @contextmanager
-def _tiny_tmpfs(where: Path, size: str = "64k") -> Iterator[Path]:
-    """A real small file system (root only): disk-full conditions without filling a disk."""
+def _tiny_tmpfs(where: Path, size: str = "64k", read_only: bool = False) -> Iterator[Path]:
+    """A real small file system (root only): disk-full conditions without filling a disk,
+    and a read-only one (which root cannot write either)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
     where.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+    opts = f"size={size}" + (",ro" if read_only else "")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
@@ -248,6 +251,42 @@ def test_a_failed_collect_keeps_the_run_dir_until_stop_purge(tmp_path: Path, dir
         assert not any(Path(d).exists() for d in kept_dirs), purge.stdout
         assert not list(work.glob("runs/*")), list(work.glob("runs/*"))
         assert run_pmctl(["stop", *inv], tmp_path, env).stdout.strip() == "nothing running"
+
+
+def test_a_commit_whose_cell_is_in_place_has_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The new cell is renamed into place, then its parent folder cannot be fsynced (an I/O
+    # error): the commit must report the cell it put in place, not a failure.
+    import figures.store as store
+
+    final = cell_folder(tmp_path, CELL)
+    real = store.fsync_path
+
+    def fsync_path(path: str | Path) -> None:
+        if Path(path) == final.parent and final.exists():
+            raise OSError(errno.EIO, "Input/output error")
+        real(path)
+
+    monkeypatch.setattr(store, "fsync_path", fsync_path)
+    assert _committed(tmp_path, DONE, "r1") == final
+    assert is_done(tmp_path, CELL) and json.loads((final / "cell.json").read_text())["run_id"] == "r1"
+    assert _committed(tmp_path, DONE, "r2") == final  # over a finished cell (moved aside first)
+    assert (final / "previous/r1/stage0.jsonl").read_text() == "r1\n"
+
+
+def test_an_unwritable_results_or_state_folder_is_one_line(tmp_path: Path, local_inventory: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    env = pmctl_env(tmp_path, PMCTL_ENGINE_ENTRY=fake_entry(tmp_path))
+    run = ["run", *TWO_CELLS, "--inventory", str(local_inventory)]
+    r = run_pmctl([*run, "--results", "a-file/results"], tmp_path, env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write into a-file/results: Not a directory" in lines[0], r.stderr
+    with _tiny_tmpfs(tmp_path / "ro", read_only=True) as ro:
+        r = run_pmctl(run, tmp_path, env | {"PMCTL_STATE_DIR": str(ro / "state")})
+        assert r.returncode == 2, r.stdout + r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"cannot write into {ro / 'state'}: Read-only file system" in lines[0], r.stderr
+    assert not list(tmp_path.glob("work/runs/*"))  # nothing started
 
 
 # -- one run per results folder -------------------------------------------------------------
