@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             if reason:
                 print(f"chaos: --ssh needs network namespaces and sshd: {reason}", file=sys.stderr)
                 return 2
+            (tmp / "netns").mkdir()
             cluster = stack.enter_context(build_netns_cluster(tmp / "netns"))
             ssh_inv = cluster.write_inventory(tmp / "ssh-inventory.toml", hosts=[0, 1, 2, 3])
         for i in range(a.trials):

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.sources import copy_sources
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-_SOURCES = ("pyproject.toml", "README.md", "pmctl", "engine", "injector", "figures")
 
 
 def _pyproject() -> dict:
@@ -67,15 +68,8 @@ def test_controller_installs_and_runs_without_torch(tmp_path: Path, version: str
     python = _python(version)
     if python is None:
         pytest.skip(f"no working python{version} with the venv module on this machine (on PATH or in ~/.pyenv/versions)")
-    # A copy of the sources, so the build leaves nothing (build/, *.egg-info) in the checkout.
     src = tmp_path / "src"
-    for name in _SOURCES:
-        item = ROOT / name
-        if item.is_dir():
-            shutil.copytree(item, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            src.mkdir(exist_ok=True)
-            shutil.copy2(item, src / name)
+    copy_sources(src)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMCTL_", "VIRTUAL_ENV", "PYTHON"))}
     env["PMCTL_STATE_DIR"] = str(tmp_path / ".pmctl")
     venv = tmp_path / "venv"

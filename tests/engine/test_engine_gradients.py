@@ -10,27 +10,9 @@ import json
 import pytest
 import torch
 
-from engine.data import load_data
-from engine.model import build_full_model
 from engine.planner.costs import StageCosts
 from engine.planner.generators import generate
-from engine.presets import get_preset
-from engine.stage import lm_loss
-
-SEED = 11
-
-
-def _reference(n: int):
-    p = get_preset("tiny")
-    model = build_full_model(p, SEED).double()
-    data = load_data(p.vocab, p.seq, p.micro_batch, SEED)
-    total = 0.0
-    for mb in range(n):
-        x, y = data.batch(0, mb)
-        loss = lm_loss(model(x), y) / n
-        loss.backward()
-        total += float(loss.detach())
-    return {k: v.grad for k, v in model.named_parameters()}, total
+from tests.engine.reference_model import SEED, unpipelined
 
 
 def _plans(s: int, n: int) -> list[tuple[str, dict]]:
@@ -68,7 +50,7 @@ def _check_run(torchrun, tmp_path, stages: int, n: int, launcher: str = "torchru
                     "--dump-grads", str(dump), "--out", str(tmp_path / "log")],
                    nproc=stages, timeout=150, launcher=launcher)
     assert res.returncode == 0, res.stderr[-3000:]
-    ref, ref_loss = _reference(n)
+    ref, ref_loss = unpipelined(n)
     per_iter = []
     for it, (label, _) in enumerate(plans):
         got = {}

@@ -11,7 +11,6 @@ receives from a neighbour before its sends to it) deadlocks under the emulation 
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -19,35 +18,16 @@ import pytest
 import torch
 
 from engine.config import P2P_SEMANTICS_ENV
-from engine.data import load_data
 from engine.methods import METHODS
-from engine.model import build_full_model
 from engine.oplog import read_records
-from engine.presets import get_preset
-from engine.stage import lm_loss
+from tests.engine.reference_model import SEED, unpipelined
 from tests.jobs import run_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-SEED = 11
 SLOW_FROM, CLEAR_AT, ITERS = 2, 4, 6  # healthy 0-1, last link 20 ms slow 2-3, healthy 4-5
 CRASH_AT, CRASH_ITERS = 2, 4
 SURVIVES_CRASH = {m for m, spec in METHODS.items() if spec.offload != "never"}
-
-
-@functools.cache
-def reference(n: int) -> tuple[dict[str, torch.Tensor], float]:
-    """Gradients and loss of the unpipelined tiny model over ``n`` micro-batches (float64)."""
-    p = get_preset("tiny")
-    model = build_full_model(p, SEED).double()
-    data = load_data(p.vocab, p.seq, p.micro_batch, SEED)
-    total = 0.0
-    for mb in range(n):
-        x, y = data.batch(0, mb)
-        loss = lm_loss(model(x), y) / n
-        loss.backward()
-        total += float(loss.detach())
-    return {k: v.grad for k, v in model.named_parameters()}, total
 
 
 def run_engine(tmp: Path, method: str, stages: int, trace: str, iterations: int):
@@ -63,7 +43,7 @@ def run_engine(tmp: Path, method: str, stages: int, trace: str, iterations: int)
 
 
 def check_gradients(grads: Path, stages: int, iterations: range) -> None:
-    ref, ref_loss = reference(stages)
+    ref, ref_loss = unpipelined(stages)
     for it in iterations:
         got = {}
         for s in range(stages):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -20,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.orchestration.support import NetnsCluster, pmctl_env
+from tests.sources import copy_sources
 
 ROOT = Path(__file__).resolve().parents[2]
-_SOURCES = ("pyproject.toml", "README.md", "pmctl", "engine", "injector", "figures")
 # What a fresh Python 3.12+ venv lacks (and what would shadow the plain install).
 _LEFT_OUT = ("setuptools", "pkg_resources", "_distutils_hack", "wheel", "pmctl", "__editable__")
 CELL_ARGS = ["fig15", "--quick", "--methods", "zb", "--delays", "60", "--iters", "3", "--fault-at", "1", "--preset", "tiny"]
@@ -46,13 +45,7 @@ def plain_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     packages (torch, typer, fabric ...) seen through a folder of links: no package index."""
     d = tmp_path_factory.mktemp("plain")
     src = d / "src"
-    for name in _SOURCES:
-        item = ROOT / name
-        if item.is_dir():
-            shutil.copytree(item, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            src.mkdir(exist_ok=True)
-            shutil.copy2(item, src / name)
+    copy_sources(src)
     env = _clean_env(d)
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(d / "dist"), str(src)], d, env)
     deps = d / "deps"
