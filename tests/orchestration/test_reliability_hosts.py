@@ -265,6 +265,12 @@ def test_a_vanished_host_ends_the_run_naming_it(netns_cluster: NetnsCluster, tmp
         stop = run_pmctl(["stop"], tmp_path, pmctl_env(tmp_path), timeout=120)
         assert stop.returncode == 0, stop.stdout + stop.stderr
         assert netns_cluster.our_processes() == []
+        # h2's run dir holds the only copy of its logs: kept and listed, removed by --purge
+        left = [d for w in netns_cluster.work_dirs() for d in (w / "runs").glob("*")]
+        assert [d.parent.parent.name for d in left] == ["h2"] and str(left[0]) in stop.stdout, stop.stdout
+        purge = run_pmctl(["stop", "--purge"], tmp_path, pmctl_env(tmp_path), timeout=120)
+        assert purge.returncode == 0, purge.stdout + purge.stderr
+        assert not [d for w in netns_cluster.work_dirs() for d in (w / "runs").glob("*")]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
