@@ -5,10 +5,19 @@ skip on a torch without it)."""
 from __future__ import annotations
 
 import shutil
+import signal
 
 import pytest
 
 from injector.redis_server import RedisServer
+
+
+def pytest_configure(config):
+    """A suite started in the background of a non-interactive shell (``cmd &``) inherits
+    SIGINT ignored, and so would every process the tests start: the tests that stop pmctl or
+    a launcher with Ctrl-C would then wait forever. Restore the default so they test Ctrl-C."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="module")
