@@ -15,12 +15,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from engine.config import P2P_SEMANTICS_ENV
 from engine.methods import METHODS
 from engine.oplog import read_records
-from tests.engine.reference_model import SEED, unpipelined
+from tests.engine.reference_model import SEED, assert_iteration_matches
 from tests.jobs import run_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -43,17 +42,8 @@ def run_engine(tmp: Path, method: str, stages: int, trace: str, iterations: int)
 
 
 def check_gradients(grads: Path, stages: int, iterations: range) -> None:
-    ref, ref_loss = unpipelined(stages)
     for it in iterations:
-        got = {}
-        for s in range(stages):
-            d = torch.load(grads / f"it{it}_stage{s}.pt")
-            got.update(d["grads"])
-            if s == stages - 1:
-                assert d["loss"] == pytest.approx(ref_loss, rel=1e-12), it
-        assert got.keys() == ref.keys(), it
-        for k in ref:
-            torch.testing.assert_close(got[k], ref[k], rtol=1e-9, atol=1e-12, msg=f"iteration {it}: {k}")
+        assert_iteration_matches(grads, it, stages, stages, f"iteration {it}")
 
 
 def headers(records: list[dict], stage: int = 0) -> dict[int, dict]:
